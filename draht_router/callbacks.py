@@ -68,7 +68,8 @@ class _Ledger:
         """Build and write the row for ``call_id`` unless it was already written."""
         with self.lock:
             if call_id in self.written:
-                self.written.pop(call_id)  # both writers have now seen it
+                # Kept (not popped): LiteLLM may report one call through both its sync and
+                # async hooks, and each later report must still find the claim.
                 return None
             context = self.pending.pop(call_id, None)
             entry, log_path, budget = build(context)

@@ -32,17 +32,40 @@ from .callbacks import (  # noqa: E402
     register_cost_callback,
 )
 from .circuit import CircuitBreaker  # noqa: E402
-from .config import ModelRef, RouterConfig, Settings, config_from_dict, load_config  # noqa: E402
-from .config import read_config_file  # noqa: E402
-from .cost import BudgetTracker, CostEntry, default_log_path, estimate_cost  # noqa: E402
-from .cost import now_timestamp, safe_log_cost  # noqa: E402
+from .config import (  # noqa: E402
+    ModelRef,
+    RouterConfig,
+    Settings,
+    config_from_dict,
+    load_config,
+    read_config_file,  # noqa: E402
+)
+from .cost import (  # noqa: E402  # noqa: E402
+    BudgetTracker,
+    CostEntry,
+    default_log_path,
+    estimate_cost,
+    now_timestamp,
+    safe_log_cost,
+)
 from .errors import BudgetExceededError, UnknownRoleError  # noqa: E402
 from .log import get_logger, quiet_litellm  # noqa: E402
-from .policy import Action, StreamFault, backoff_delay, classify, retry_after_seconds  # noqa: E402
-from .policy import status_of  # noqa: E402
+from .policy import (  # noqa: E402
+    Action,
+    StreamFault,
+    backoff_delay,
+    classify,
+    retry_after_seconds,
+    status_of,  # noqa: E402
+)
 from .roles import explain_role  # noqa: E402
-from .streaming import RoutedStream, StreamDeadlines, aiterate_with_deadlines  # noqa: E402
-from .streaming import is_usage_only, iterate_with_deadlines  # noqa: E402
+from .streaming import (  # noqa: E402  # noqa: E402
+    RoutedStream,
+    StreamDeadlines,
+    aiterate_with_deadlines,
+    is_usage_only,
+    iterate_with_deadlines,
+)
 
 T = TypeVar("T")
 
@@ -363,7 +386,7 @@ class ModelRouter:
             response = litellm.completion(**self._call_kwargs(ref, kwargs, settings, call_id))
             if not kwargs.get("stream"):
                 _mark(response, context, ref)
-                record_response(call_id, response, context)
+                _mark_cost(response, record_response(call_id, response, context))
                 return response
             deadlines = StreamDeadlines(settings.first_token_timeout, settings.stream_idle_timeout)
             chunks = iterate_with_deadlines(response, deadlines, str(ref))
@@ -466,7 +489,7 @@ class ModelRouter:
             )
             if not kwargs.get("stream"):
                 _mark(response, context, ref)
-                record_response(call_id, response, context)
+                _mark_cost(response, record_response(call_id, response, context))
                 return response
             deadlines = StreamDeadlines(settings.first_token_timeout, settings.stream_idle_timeout)
             chunks = aiterate_with_deadlines(response, deadlines, str(ref))
@@ -617,7 +640,7 @@ class ModelRouter:
         fallbacks: list[dict[str, list[str]]] = []
         for name, role_cfg in self.config.roles.items():
             groups = [name] + [f"{name}/fallback-{i + 1}" for i in range(len(role_cfg.fallbacks))]
-            for group, ref in zip(groups, role_cfg.chain):
+            for group, ref in zip(groups, role_cfg.chain, strict=True):
                 params = {"model": ref.litellm_model, **dict(ref.params)}
                 models.append({"model_name": group, "litellm_params": params})
             if len(groups) > 1:
@@ -663,6 +686,17 @@ def _mark(response: Any, context: CallContext, ref: ModelRef) -> None:
     hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict):
         hidden["draht_router"] = _routing(context, ref)
+
+
+def _mark_cost(response: Any, entry: CostEntry | None) -> None:
+    """Add the cost of the call's row to the routing dict as ``cost_usd``.
+
+    None when LiteLLM's own callback wrote the row first (the router never saw the entry).
+    """
+    hidden = getattr(response, "_hidden_params", None)
+    routing = hidden.get("draht_router") if isinstance(hidden, dict) else None
+    if isinstance(routing, dict):
+        routing["cost_usd"] = entry.estimated_cost_usd if entry is not None else None
 
 
 def _caller_wants_usage(kwargs: dict[str, Any]) -> bool:

@@ -104,7 +104,8 @@ def _mark_mid_stream_errors(chunks: Iterator[Any], model: str) -> Iterator[Any]:
             return
         except Exception as exc:
             if received:
-                raise StreamFault(f"stream from {model} broke after {received} chunks", exc) from exc
+                fault = StreamFault(f"stream from {model} broke after {received} chunks", exc)
+                raise fault from exc
             raise
         received += 1
         yield item
@@ -127,7 +128,8 @@ async def aiterate_with_deadlines(
             raise _fault_for(received, wait, model) from None
         except Exception as exc:
             if received:
-                raise StreamFault(f"stream from {model} broke after {received} chunks", exc) from exc
+                fault = StreamFault(f"stream from {model} broke after {received} chunks", exc)
+                raise fault from exc
             raise
         received += 1
         yield item
