@@ -362,8 +362,12 @@ class _PassStats:
             self.skipped_lines.append(lineno)
 
 
-def _iter_lines(fh: IO[bytes]) -> Iterator[str]:
-    """Every line of ``fh`` without its newline, decoded as UTF-8 (bad bytes replaced)."""
+def _iter_blocks(fh: IO[bytes]) -> Iterator[str]:
+    """The text of ``fh`` in runs of whole lines (about 1 MiB each, no final newline).
+
+    Bytes that are not UTF-8 are replaced; a line longer than 1 MiB is replaced by a marker
+    that is never a row.
+    """
     tail = b""
     oversize = False  # inside a line too long to keep
     while True:
@@ -387,37 +391,121 @@ def _iter_lines(fh: IO[bytes]) -> Iterator[str]:
             block = tail + block
             end += len(tail)
         tail = block[end + 1 :]
-        yield from block[:end].decode("utf-8", "replace").split("\n")
+        yield block[:end].decode("utf-8", "replace")
     if oversize:
         yield _OVERSIZE
     elif tail:
         yield tail.decode("utf-8", "replace")
 
 
-def _scan(path: Path, stats: _PassStats) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every line of the log that holds a JSON object.
-
-    Other lines that are not blank are counted in ``stats`` as skipped.
-    """
+def _iter_lines(path: Path) -> Iterator[str]:
+    """Every line of the file at ``path`` (none when it is missing), without its newline."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         return
-    loads = json.loads
     with fh:
-        lineno = 0
-        for line in _iter_lines(fh):
-            lineno += 1
-            try:
-                obj = loads(line)
-            except (ValueError, RecursionError):
-                if line and not line.isspace():
-                    stats.skip(lineno)
-                continue
-            if type(obj) is not dict:
+        for text in _iter_blocks(fh):
+            yield from text.split("\n")
+
+
+def _scan(
+    lines: Iterator[str], stats: _PassStats, first_lineno: int = 1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every line that holds a JSON object.
+
+    Other lines that are not blank are counted in ``stats`` as skipped.
+    """
+    loads = json.loads
+    lineno = first_lineno - 1
+    for line in lines:
+        lineno += 1
+        try:
+            obj = loads(line)
+        except (ValueError, RecursionError):
+            if line and not line.isspace():
                 stats.skip(lineno)
-                continue
-            yield lineno, obj
+            continue
+        if type(obj) is not dict:
+            stats.skip(lineno)
+            continue
+        yield lineno, obj
+
+
+# A row exactly as log_cost and draht's TypeScript tools write it: compact JSON, keys in this
+# order, strings without escapes. A line that matches is a valid row with these field values;
+# every other line goes through json.loads. Groups: timestamp, role, provider, model,
+# inputTokens, outputTokens, reasoningTokens ("" when absent), estimatedCostUsd, sessionId.
+_STR = r'"([^"\\\x00-\x1f]*)"'
+_INT = r"(-?(?:0|[1-9][0-9]*))"
+_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_SCALAR = r'(?:"[^"\\\x00-\x1f]*"|' + _NUM + r"|true|false|null)"
+_ROW_RE = re.compile(
+    r'^\{"timestamp":' + _STR + r',"role":' + _STR + r',"provider":' + _STR
+    + r',"model":' + _STR + r',"inputTokens":' + _INT + r',"outputTokens":' + _INT
+    + r'(?:,"reasoningTokens":' + _INT + r")?"
+    + r',"estimatedCostUsd":(' + _NUM + r'),"sessionId":' + _STR
+    + r'(?:,"(?:taskType|cacheReadTokens|cacheWriteTokens|latencyMs|attempts|fallbackFrom)":'
+    + _SCALAR + r")*\}$",
+    re.M,
+)
+
+# A row's core fields as text: the groups of _ROW_RE (rows read by json.loads are turned into
+# the same form, so one loop serves both).
+_RawRow = tuple[str, str, str, str, str, str, str, str, str]
+
+
+def _parse_block(text: str, first_lineno: int, stats: _PassStats) -> list[_RawRow]:
+    """The rows of a run of lines (see :func:`_iter_blocks`); the rest is counted in ``stats``."""
+    lines = text.count("\n") + 1
+    rows: list[_RawRow] = _ROW_RE.findall(text)
+    if len(rows) == lines:  # each match is one whole line: every line is a row
+        stats.rows += lines
+        return rows
+    rows = []
+    pos = 0
+    lineno = first_lineno
+    for match in _ROW_RE.finditer(text):
+        start = match.start()
+        if start > pos:
+            gap = text[pos : start - 1].split("\n")
+            _parse_lines(gap, lineno, stats, rows)
+            lineno += len(gap)
+        rows.append(match.groups(""))  # type: ignore[arg-type]
+        stats.rows += 1
+        lineno += 1
+        pos = match.end() + 1
+    if pos <= len(text):
+        _parse_lines(text[pos:].split("\n"), lineno, stats, rows)
+    return rows
+
+
+def _parse_lines(
+    lines: list[str], first_lineno: int, stats: _PassStats, rows: list[_RawRow]
+) -> None:
+    """Append the rows among ``lines`` to ``rows`` as text fields, counting the rest."""
+    for lineno, obj in _scan(iter(lines), stats, first_lineno):
+        core = _core(obj)
+        if core is None:
+            stats.skip(lineno)
+            continue
+        stats.rows += 1
+        ts, role, provider, model, inp, out, reasoning, cost, session = core
+        rows.append((ts, role, provider, model, str(inp), str(out),
+                     str(reasoning) if reasoning else "", repr(cost), session))
+
+
+def _iter_rows(path: Path, stats: _PassStats) -> Iterator[list[_RawRow]]:
+    """The rows of the log at ``path`` as text fields, a block at a time."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        lineno = 1
+        for text in _iter_blocks(fh):
+            yield _parse_block(text, lineno, stats)
+            lineno += text.count("\n") + 1
 
 
 def _core(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, int, int, float, str] | None:
@@ -495,7 +583,7 @@ class CostLog:
     def __iter__(self) -> Iterator[CostEntry]:
         stats = self._stats = _PassStats()
         from_json = CostEntry.from_json_dict
-        for lineno, obj in _scan(self.path, stats):
+        for lineno, obj in _scan(_iter_lines(self.path), stats):
             try:
                 entry = from_json(obj)
             except (ValueError, TypeError):
@@ -604,6 +692,22 @@ def _is_canonical_ts(ts: str) -> bool:
     return len(ts) == 24 and ts[23] == "Z" and ts[10] == "T"
 
 
+def _within(
+    ts: str,
+    low: datetime | None,
+    high: datetime | None,
+    low_s: str | None,
+    high_s: str | None,
+) -> bool:
+    """Whether a row timestamp is in [low, high); ``*_s`` are the bounds as log timestamps."""
+    if _is_canonical_ts(ts):  # compares as text
+        return (low_s is None or ts >= low_s) and (high_s is None or ts < high_s)
+    moment = _parse_iso(ts) if ts else None
+    if moment is None:
+        return False
+    return (low is None or moment >= low) and (high is None or moment < high)
+
+
 def _row_day(ts: str) -> str | None:
     """UTC date ``YYYY-MM-DD`` of a row timestamp, None when it cannot be read."""
     if len(ts) >= 20 and ts[-1] == "Z" and ts[10] == "T":
@@ -671,41 +775,30 @@ def summarize(
     high_s = _format_timestamp(high) if high else None
     bounded = low is not None or high is not None
 
+    kind = SUMMARY_KEYS.index(by)
     stats = _PassStats()
     groups: dict[str, list[Any]] = {}
-    for lineno, obj in _scan(_resolve(log_path), stats):
-        core = _core(obj)
-        if core is None:
-            stats.skip(lineno)
-            continue
-        stats.rows += 1
-        ts, role, provider, model, inp, out, reasoning, cost, session = core
-        if bounded:
-            if _is_canonical_ts(ts):
-                if (low_s is not None and ts < low_s) or (high_s is not None and ts >= high_s):
-                    continue
+    for rows in _iter_rows(_resolve(log_path), stats):
+        for ts, role, provider, model, inp, out, reasoning, cost, session in rows:
+            if bounded and not _within(ts, low, high, low_s, high_s):
+                continue
+            if kind == 0:
+                key = role
+            elif kind == 1:
+                key = f"{provider}/{model}"
+            elif kind == 2:
+                key = session
             else:
-                moment = _parse_iso(ts) if ts else None
-                if moment is None:
-                    continue
-                if (low is not None and moment < low) or (high is not None and moment >= high):
-                    continue
-        if by == "role":
-            key = role
-        elif by == "model":
-            key = f"{provider}/{model}"
-        elif by == "session":
-            key = session
-        else:
-            key = _row_day(ts) or "unknown"
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = [0.0, 0, 0, 0, 0]
-        acc[0] += cost
-        acc[1] += inp
-        acc[2] += out
-        acc[3] += reasoning
-        acc[4] += 1
+                key = _row_day(ts) or "unknown"
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = [0.0, 0, 0, 0, 0]
+            acc[0] += float(cost)
+            acc[1] += int(inp)
+            acc[2] += int(out)
+            if reasoning:
+                acc[3] += int(reasoning)
+            acc[4] += 1
 
     ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
     result = {key: _totals(*acc) for key, acc in ordered}
