@@ -10,6 +10,7 @@ LiteLLM's price map file directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -18,12 +19,15 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from math import isfinite
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from draht_router import model_map
-from draht_router.config import BudgetSettings
 from draht_router.errors import BudgetExceededError
+
+if TYPE_CHECKING:
+    from draht_router.config import BudgetSettings
 
 try:
     import fcntl as _fcntl
@@ -247,6 +251,12 @@ def _core_problem(data: Mapping[str, Any]) -> str:
         elif attr == "estimated_cost_usd":
             if type(value) not in (int, float):
                 return f"cost row field {camel!r} is not a number"
+            try:
+                finite = isfinite(value)
+            except OverflowError:
+                finite = False
+            if not finite:
+                return f"cost row field {camel!r} is not a finite number"
         else:
             try:
                 _as_int(value, camel)
@@ -329,7 +339,7 @@ def safe_log_cost(entry: CostEntry, log_path: str | os.PathLike[str] | None = No
 
             structlog.get_logger("draht_router.cost").error(
                 "cost.write_failed",
-                path=str(log_path) if log_path is not None else None,
+                path=str(log_path if log_path is not None else _resolve(None)),
                 error=f"{type(exc).__name__}: {exc}",
                 row=entry.to_json_dict(),
             )
@@ -433,55 +443,82 @@ def _scan(
 
 
 # A row exactly as log_cost and draht's TypeScript tools write it: compact JSON, keys in this
-# order, strings without escapes. A line that matches is a valid row with these field values;
-# every other line goes through json.loads. Groups: timestamp, role, provider, model,
-# inputTokens, outputTokens, reasoningTokens ("" when absent), estimatedCostUsd, sessionId.
-_STR = r'"([^"\\\x00-\x1f]*)"'
-_INT = r"(-?(?:0|[1-9][0-9]*))"
-_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
-_SCALAR = r'(?:"[^"\\\x00-\x1f]*"|' + _NUM + r"|true|false|null)"
-_ROW_RE = re.compile(
-    r'^\{"timestamp":' + _STR + r',"role":' + _STR + r',"provider":' + _STR
-    + r',"model":' + _STR + r',"inputTokens":' + _INT + r',"outputTokens":' + _INT
-    + r'(?:,"reasoningTokens":' + _INT + r")?"
-    + r',"estimatedCostUsd":(' + _NUM + r'),"sessionId":' + _STR
-    + r'(?:,"(?:taskType|cacheReadTokens|cacheWriteTokens|latencyMs|attempts|fallbackFrom)":'
-    + _SCALAR + r")*\}$",
-    re.M,
-)
+# order, strings without escapes. A line that matches is a valid row with the captured field
+# values; every other line goes through json.loads. Its fields by index: timestamp, role,
+# provider, model, inputTokens, outputTokens, reasoningTokens ("" when absent),
+# estimatedCostUsd, sessionId; a pattern captures a chosen subset of them, in that order.
+_ALL_FIELDS = (0, 1, 2, 3, 4, 5, 6, 7, 8)
+_ROLE_FIELDS = (1, 4, 5, 6, 7)  # what summarize(by="role") needs
+_BUDGET_FIELDS = (0, 1, 7, 8)  # what BudgetTracker needs
+_STR_BODY = r'[^"\\\x00-\x1f]*'
+# Token counts and costs are kept short enough to convert without overflow (longer numbers are
+# left to json.loads and _core); extras may hold any JSON number.
+_INT_BODY = r"-?(?:0|[1-9][0-9]{0,17})"
+_COST_BODY = r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,2})?"
+_NUM_BODY = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_EXTRA_KEYS = "taskType|cacheReadTokens|cacheWriteTokens|latencyMs|attempts|fallbackFrom"
 
-# A row's core fields as text: the groups of _ROW_RE (rows read by json.loads are turned into
+
+@functools.cache
+def _row_regex(fields: tuple[int, ...]) -> re.Pattern[str]:
+    """The pattern of a canonical row line capturing ``fields`` (at least two)."""
+
+    def part(index: int, body: str) -> str:
+        return f"({body})" if index in fields else f"(?:{body})"
+
+    def text(index: int) -> str:
+        return '"' + part(index, _STR_BODY) + '"'
+
+    return re.compile(
+        r'^\{"timestamp":' + text(0) + ',"role":' + text(1) + ',"provider":' + text(2)
+        + ',"model":' + text(3) + ',"inputTokens":' + part(4, _INT_BODY)
+        + ',"outputTokens":' + part(5, _INT_BODY)
+        + '(?:,"reasoningTokens":' + part(6, _INT_BODY) + ")?"
+        + ',"estimatedCostUsd":' + part(7, _COST_BODY) + ',"sessionId":' + text(8)
+        + f'(?:,"(?:{_EXTRA_KEYS})":(?:"{_STR_BODY}"|{_NUM_BODY}|true|false|null))*' + r"\}$",
+        re.M,
+    )
+
+
+# A row's chosen fields as text, as captured by _row_regex (rows read by json.loads are put in
 # the same form, so one loop serves both).
-_RawRow = tuple[str, str, str, str, str, str, str, str, str]
+_RawRow = tuple[str, ...]
 
 
-def _parse_block(text: str, first_lineno: int, stats: _PassStats) -> list[_RawRow]:
+def _parse_block(
+    text: str, first_lineno: int, stats: _PassStats, fields: tuple[int, ...]
+) -> list[_RawRow]:
     """The rows of a run of lines (see :func:`_iter_blocks`); the rest is counted in ``stats``."""
+    pattern = _row_regex(fields)
     lines = text.count("\n") + 1
-    rows: list[_RawRow] = _ROW_RE.findall(text)
+    rows: list[_RawRow] = pattern.findall(text)
     if len(rows) == lines:  # each match is one whole line: every line is a row
         stats.rows += lines
         return rows
     rows = []
     pos = 0
     lineno = first_lineno
-    for match in _ROW_RE.finditer(text):
+    for match in pattern.finditer(text):
         start = match.start()
         if start > pos:
             gap = text[pos : start - 1].split("\n")
-            _parse_lines(gap, lineno, stats, rows)
+            _parse_lines(gap, lineno, stats, fields, rows)
             lineno += len(gap)
-        rows.append(match.groups(""))  # type: ignore[arg-type]
+        rows.append(match.groups(""))
         stats.rows += 1
         lineno += 1
         pos = match.end() + 1
     if pos <= len(text):
-        _parse_lines(text[pos:].split("\n"), lineno, stats, rows)
+        _parse_lines(text[pos:].split("\n"), lineno, stats, fields, rows)
     return rows
 
 
 def _parse_lines(
-    lines: list[str], first_lineno: int, stats: _PassStats, rows: list[_RawRow]
+    lines: list[str],
+    first_lineno: int,
+    stats: _PassStats,
+    fields: tuple[int, ...],
+    rows: list[_RawRow],
 ) -> None:
     """Append the rows among ``lines`` to ``rows`` as text fields, counting the rest."""
     for lineno, obj in _scan(iter(lines), stats, first_lineno):
@@ -491,12 +528,15 @@ def _parse_lines(
             continue
         stats.rows += 1
         ts, role, provider, model, inp, out, reasoning, cost, session = core
-        rows.append((ts, role, provider, model, str(inp), str(out),
-                     str(reasoning) if reasoning else "", repr(cost), session))
+        full = (ts, role, provider, model, str(inp), str(out),
+                str(reasoning) if reasoning else "", repr(cost), session)
+        rows.append(tuple(full[i] for i in fields))
 
 
-def _iter_rows(path: Path, stats: _PassStats) -> Iterator[list[_RawRow]]:
-    """The rows of the log at ``path`` as text fields, a block at a time."""
+def _iter_rows(
+    path: Path, stats: _PassStats, fields: tuple[int, ...] = _ALL_FIELDS
+) -> Iterator[list[_RawRow]]:
+    """The rows of the log at ``path`` as text ``fields``, a block at a time."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -504,7 +544,7 @@ def _iter_rows(path: Path, stats: _PassStats) -> Iterator[list[_RawRow]]:
     with fh:
         lineno = 1
         for text in _iter_blocks(fh):
-            yield _parse_block(text, lineno, stats)
+            yield _parse_block(text, lineno, stats, fields)
             lineno += text.count("\n") + 1
 
 
@@ -548,7 +588,12 @@ def _core(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, int, int, fl
     if type(cost) is not float:
         if type(cost) is not int:
             return None
-        cost = float(cost)
+        try:
+            cost = float(cost)
+        except OverflowError:
+            return None
+    if not isfinite(cost):  # NaN or Infinity would poison every total
+        return None
     return ts, role, provider, model, inp, out, reasoning, cost, session
 
 
@@ -605,7 +650,19 @@ def get_session_costs(
     session_id: str, log_path: str | os.PathLike[str] | None = None
 ) -> list[CostEntry]:
     """Every row of one session, in log order."""
-    return [entry for entry in read_cost_log(log_path) if entry.session_id == session_id]
+    # Without escapes a row's session id is in its line verbatim: other lines need no parsing.
+    lines = (
+        line for line in _iter_lines(_resolve(log_path)) if session_id in line or "\\" in line
+    )
+    found: list[CostEntry] = []
+    for _lineno, obj in _scan(lines, _PassStats()):
+        try:
+            entry = CostEntry.from_json_dict(obj)
+        except ValueError:
+            continue
+        if entry.session_id == session_id:
+            found.append(entry)
+    return found
 
 
 def get_role_costs(role: str, log_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -716,13 +773,14 @@ def _row_day(ts: str) -> str | None:
     return moment.date().isoformat() if moment else None
 
 
-class CostSummary(dict):
+class CostSummary(dict[str, dict[str, Any]]):
     """Spend per group: group key -> totals, iterated from the most expensive group down.
 
     Each value (and ``total``, over every group) has ``total_cost`` (USD),
     ``total_input_tokens``, ``total_output_tokens``, ``total_reasoning_tokens`` and
-    ``calls``. ``rows`` counts the rows read (including those outside since/until),
-    ``skipped`` the lines that were not rows, and ``by`` names the grouping.
+    ``calls``. ``rows`` counts the rows read (including those the filters left out),
+    ``skipped`` the lines that were neither rows nor blank (``skipped_lines``: the first 20
+    line numbers), and ``by`` names the grouping.
     """
 
     def __init__(
@@ -758,13 +816,16 @@ def summarize(
     since: datetime | date | str | None = None,
     until: datetime | date | str | None = None,
     log_path: str | os.PathLike[str] | None = None,
+    *,
+    role: str | None = None,
+    session: str | None = None,
 ) -> CostSummary:
     """Spend grouped by ``role``, ``model`` (``provider/model``), ``session`` or ``day`` (UTC).
 
     Only rows with ``since <= timestamp < until`` count when bounds are given (see
     :func:`parse_time_bound`; an ``until`` that is a bare date includes that day). Rows whose
-    timestamp cannot be read fall in day ``unknown`` and outside any bound. Raises ValueError
-    for another ``by``.
+    timestamp cannot be read fall in day ``unknown`` and outside any bound. ``role`` and
+    ``session`` keep only that role's or session's rows. Raises ValueError for another ``by``.
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"cannot summarize by {by!r}; choose one of: {', '.join(SUMMARY_KEYS)}")
@@ -776,29 +837,48 @@ def summarize(
     bounded = low is not None or high is not None
 
     kind = SUMMARY_KEYS.index(by)
+    filtered = bounded or role is not None or session is not None
     stats = _PassStats()
     groups: dict[str, list[Any]] = {}
-    for rows in _iter_rows(_resolve(log_path), stats):
-        for ts, role, provider, model, inp, out, reasoning, cost, session in rows:
-            if bounded and not _within(ts, low, high, low_s, high_s):
-                continue
-            if kind == 0:
-                key = role
-            elif kind == 1:
-                key = f"{provider}/{model}"
-            elif kind == 2:
-                key = session
-            else:
-                key = _row_day(ts) or "unknown"
-            acc = groups.get(key)
-            if acc is None:
-                acc = groups[key] = [0.0, 0, 0, 0, 0]
-            acc[0] += float(cost)
-            acc[1] += int(inp)
-            acc[2] += int(out)
-            if reasoning:
-                acc[3] += int(reasoning)
-            acc[4] += 1
+    path = _resolve(log_path)
+    if kind == 0 and not filtered:  # the common case, with fewer fields to capture
+        for rows in _iter_rows(path, stats, _ROLE_FIELDS):
+            for key, inp, out, reasoning, cost in rows:
+                acc = groups.get(key)
+                if acc is None:
+                    acc = groups[key] = [0.0, 0, 0, 0, 0]
+                acc[0] += float(cost)
+                acc[1] += int(inp)
+                acc[2] += int(out)
+                if reasoning:
+                    acc[3] += int(reasoning)
+                acc[4] += 1
+    else:
+        for rows in _iter_rows(path, stats):
+            for ts, row_role, provider, model, inp, out, reasoning, cost, row_session in rows:
+                if filtered and (
+                    (role is not None and row_role != role)
+                    or (session is not None and row_session != session)
+                    or (bounded and not _within(ts, low, high, low_s, high_s))
+                ):
+                    continue
+                if kind == 0:
+                    key = row_role
+                elif kind == 1:
+                    key = f"{provider}/{model}"
+                elif kind == 2:
+                    key = row_session
+                else:
+                    key = _row_day(ts) or "unknown"
+                acc = groups.get(key)
+                if acc is None:
+                    acc = groups[key] = [0.0, 0, 0, 0, 0]
+                acc[0] += float(cost)
+                acc[1] += int(inp)
+                acc[2] += int(out)
+                if reasoning:
+                    acc[3] += int(reasoning)
+                acc[4] += 1
 
     ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
     result = {key: _totals(*acc) for key, acc in ordered}
@@ -1075,11 +1155,19 @@ class BudgetTracker:
                         self._offset += len(pending)
                         pending = b""
                     continue
-                for line in data[:end].decode("utf-8", "replace").split("\n"):
-                    self._take(line)
+                self._take_text(data[:end].decode("utf-8", "replace"))
                 self._offset += end + 1
                 pending = data[end + 1 :]
             # An unterminated last line may still be being written: it is read next time.
+
+    def _take_text(self, text: str) -> None:
+        if self._recorded:  # some rows may be ones record() counted already: line by line
+            for line in text.split("\n"):
+                self._take(line)
+            return
+        for ts, role, cost, session in _parse_block(text, 1, _PassStats(), _BUDGET_FIELDS):
+            self._add(ts, role, session, float(cost))
+        self._recent.extend(text.rsplit("\n", _DEDUPE_WINDOW)[-_DEDUPE_WINDOW:])
 
     def _take(self, line: str) -> None:
         count = self._recorded.get(line)

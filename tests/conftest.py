@@ -23,7 +23,7 @@ def stub() -> Iterator[StubProvider]:
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     """Every test gets its own cost log and home; no real API keys or sessions leak in."""
-    home = tmp_path / "home"
+    home = tmp_path / ".isolated-home"  # tests that build their own home/ keep that name
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("DRAHT_COST_LOG", str(tmp_path / "cost-log.jsonl"))
