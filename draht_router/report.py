@@ -29,9 +29,11 @@ from urllib.parse import urlparse
 
 from .config import ENV_REF_PREFIX, ModelRef, RouterConfig, config_paths, load_config
 from .cost import LOG_PATH_ENV, default_log_path, summarize
+from .errors import UnsafePathError
 from .roles import explain_role
 
 __all__ = [
+    "CREDENTIAL_ENV",
     "LOCAL_PROVIDERS",
     "PROVIDER_KEY_ENV",
     "KeyStatus",
@@ -40,6 +42,7 @@ __all__ = [
     "cost_text",
     "dry_run_text",
     "format_table",
+    "format_usd",
     "key_env_names",
     "key_status",
     "resolve_log_path",
@@ -144,21 +147,25 @@ def _int(value: int) -> str:
     return f"{value:,}"
 
 
-def _usd(value: float) -> str:
-    # Calls routed to cheap models cost fractions of a cent: keep six places below $1.
-    return f"{value:,.4f}" if abs(value) >= 1 else f"{value:.6f}"
+def format_usd(value: float, places: int | None = None) -> str:
+    """A USD amount as the reports print it: ``places`` decimals (default: six below $1,
+    else four)."""
+    if places is None:
+        # Calls to cheap models cost fractions of a cent: six places keep them visible.
+        places = 4 if abs(value) >= 1 else 6
+    return f"{value:,.{places}f}"
 
 
 # --------------------------------------------------------------------------- show
 
 
-def _file_scopes(config: RouterConfig, project_root: str | os.PathLike[str] | None) -> list[
-    dict[str, str]
-]:
+def _file_scopes(
+    config: RouterConfig, project_root: str | os.PathLike[str] | None
+) -> list[dict[str, str]]:
     """The files ``config`` was read from, each with its scope (global, project, env)."""
     try:
         paths = config_paths(project_root)
-    except Exception:  # noqa: BLE001 - a config handed in from elsewhere: scopes are unknown
+    except (UnsafePathError, OSError, RuntimeError):  # scopes unknown: label files "file"
         paths = {}
     by_path: dict[str, str] = {}
     for scope, path in paths.items():
@@ -418,6 +425,7 @@ def cost_table(
         return [], [], None, before, after
     before.append(f"Cost by {data['by']}{where}: {data['log']}")
     headers = [data["by"].upper(), "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST (USD)"]
+    places = 4 if data["total"]["cost_usd"] >= 1 else 6  # one precision for the whole column
 
     def cells(label: str, group: Mapping[str, Any]) -> list[str]:
         return [
@@ -425,7 +433,7 @@ def cost_table(
             _int(group["calls"]),
             _int(group["input_tokens"]),
             _int(group["output_tokens"]),
-            _usd(group["cost_usd"]),
+            format_usd(group["cost_usd"], places),
         ]
 
     rows = [cells(str(group["key"]), group) for group in data["groups"]]
