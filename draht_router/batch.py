@@ -39,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .log import redact
 from .policy import status_of
@@ -55,8 +55,10 @@ __all__ = [
     "BatchRunner",
     "InvalidBatchRequest",
     "abatch_completion",
+    "append_result",
     "batch_completion",
     "estimate_batch_cost",
+    "open_output",
     "parse_request",
     "read_results",
     "route_role",
@@ -267,8 +269,38 @@ def _content_of(response: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def _row_cost(response: Any, hidden: dict[str, Any], model: str, config: RouterConfig) -> float:
+    """The cost the router's row for ``response`` carries, worked out the way it was.
+
+    Needed when the router could not hand the figure over: a direct model call, or a row that
+    LiteLLM's own callback wrote first.
+    """
+    from .callbacks import CallContext, build_entry
+
+    ref = next(
+        (ref for role in config.roles.values() for ref in role.chain if str(ref) == model),
+        None,
+    )
+    if ref is not None:
+        provider, name = ref.provider, ref.model
+    else:
+        provider = str(hidden.get("custom_llm_provider") or "unknown")
+        name = str(getattr(response, "model", "") or "unknown")
+    context = CallContext(role="", session_id="", log_path=Path(os.devnull), ref=ref)
+    litellm_cost = hidden.get("response_cost")
+    entry = build_entry(
+        response,
+        context,
+        provider=provider,
+        model=name,
+        litellm_cost=litellm_cost if isinstance(litellm_cost, (int, float)) else None,
+        latency_ms=None,
+    )
+    return entry.estimated_cost_usd
+
+
 def _result_from_response(
-    request: BatchRequest, role: str, response: Any, latency_ms: int
+    request: BatchRequest, role: str, response: Any, latency_ms: int, config: RouterConfig
 ) -> BatchResult:
     hidden = getattr(response, "_hidden_params", None)
     hidden = hidden if isinstance(hidden, dict) else {}
@@ -280,15 +312,15 @@ def _result_from_response(
         name = request.model or str(getattr(response, "model", "") or "")
         model = name if not provider or name.startswith(f"{provider}/") else f"{provider}/{name}"
     cost = routing.get("cost_usd")
-    if cost is None:  # LiteLLM's callback wrote the row; its own figure is the same estimate
-        cost = hidden.get("response_cost")
+    if not isinstance(cost, (int, float)):
+        cost = _row_cost(response, hidden, model, config)
     return BatchResult(
         id=request.id,
         role=routing.get("role", role),
         model=model,
         content=_content_of(response),
         usage=_usage_dict(response),
-        cost_usd=float(cost) if isinstance(cost, (int, float)) else 0.0,
+        cost_usd=float(cost),
         latency_ms=latency_ms,
         attempts=routing.get("attempts", 1),
         fallback_from=routing.get("fallback_from"),
@@ -355,8 +387,9 @@ def _check_rpm(rpm: float | Mapping[str, float] | None) -> None:
 
 # --------------------------------------------------------------------------- runner
 
-BatchInput = Union[Mapping[str, Any], BatchRequest]
+BatchInput = Mapping[str, Any] | BatchRequest
 _FEED_DONE = object()
+_WAKE = object()
 
 
 class BatchRunner:
@@ -365,8 +398,8 @@ class BatchRunner:
     Iterate :meth:`results` (once) on an event loop. :meth:`stop` ends the run early: nothing
     new is sent, requests in flight get ``grace`` seconds to finish and are then cancelled;
     a cancelled request gives no result and writes no cost row. After the run,
-    ``cancelled`` holds the ids of cancelled requests and ``unsent`` counts the requests
-    never sent.
+    ``cancelled`` holds the ids of requests cancelled in flight and ``unsent`` counts those
+    taken from ``requests`` but never sent (requests not yet taken are not counted).
     """
 
     def __init__(
@@ -392,6 +425,7 @@ class BatchRunner:
         self.grace = grace
         self.cancelled: list[str] = []
         self.unsent = 0
+        self._sent: set[str] = set()
         self._started = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -414,7 +448,8 @@ class BatchRunner:
         """Send nothing more; cancel requests still in flight after ``grace`` seconds.
 
         Call it on the batch's event loop (a signal handler added with
-        ``loop.add_signal_handler`` is). Calling it again with a shorter grace shortens it.
+        ``loop.add_signal_handler`` runs there). Calling it again restarts the countdown with
+        the new grace (``stop(0)``: cancel now).
         """
         self._stopping = True
         grace = self.grace if grace is None else grace
@@ -437,6 +472,8 @@ class BatchRunner:
         if self._started:
             raise RuntimeError("a BatchRunner runs once")
         self._started = True
+        if self._stopping:  # stop() before the run began: nothing to send
+            return
         router = self._router
         if router is None:
             from .router import get_router
@@ -446,14 +483,17 @@ class BatchRunner:
         outbox: asyncio.Queue[Any] = asyncio.Queue()
         slots = asyncio.Semaphore(self.concurrency)
         self._feeder = asyncio.create_task(self._feed(router, slots, outbox))
-        if self._stopping:  # stop() before the run began
-            self.stop(0.0)
+        # A callback, not the feeder's own code: a task cancelled before it ever ran runs
+        # no code, and the loop below must still learn that feeding is over.
+        self._feeder.add_done_callback(lambda done: _feeding_over(done, outbox))
         fed = False
         try:
             while not (fed and not self._tasks and outbox.empty()):
                 item = await outbox.get()
                 if item is _FEED_DONE:
                     fed = True
+                elif item is _WAKE:
+                    continue
                 elif isinstance(item, BaseException):
                     raise item
                 else:
@@ -471,44 +511,42 @@ class BatchRunner:
     async def _feed(self, router: ModelRouter, slots: asyncio.Semaphore, outbox: Any) -> None:
         seen: set[str] = set()
         config = router.config
-        items = iter(self._requests)
-        try:
-            for position, item in enumerate(items):
-                await slots.acquire()
-                if self._stopping:
-                    slots.release()
-                    self.unsent += 1
-                    break
-                try:
-                    request = (
-                        item
-                        if isinstance(item, BatchRequest)
-                        else parse_request(item, position, roles=config.roles)
-                    )
-                    if request.id in seen:
-                        raise InvalidBatchRequest(f"duplicate id '{request.id}'")
-                except InvalidBatchRequest as exc:
-                    slots.release()
-                    failed_id = _id_or_position(item, position)
-                    outbox.put_nowait(BatchResult(id=failed_id, error=_error_info(exc)))
-                    continue
-                seen.add(request.id)
-                task = asyncio.create_task(self._run_one(router, config, request))
-                self._tasks[task] = request.id
-                task.add_done_callback(lambda done: self._finished(done, slots, outbox))
-        except asyncio.CancelledError:
-            pass  # stop(): leave the rest unsent
-        finally:
+        for position, item in enumerate(self._requests):
+            await slots.acquire()  # stop() cancels the feeder here: the rest stays unsent
             if self._stopping:
-                self.unsent += sum(1 for _ in items)
-            outbox.put_nowait(_FEED_DONE)
+                slots.release()
+                self.unsent += 1
+                return
+            try:
+                request = (
+                    item
+                    if isinstance(item, BatchRequest)
+                    else parse_request(item, position, roles=config.roles)
+                )
+                if request.id in seen:
+                    raise InvalidBatchRequest(f"duplicate id '{request.id}'")
+            except InvalidBatchRequest as exc:
+                slots.release()
+                failed_id = _id_or_position(item, position)
+                outbox.put_nowait(BatchResult(id=failed_id, error=_error_info(exc)))
+                continue
+            seen.add(request.id)
+            task = asyncio.create_task(self._run_one(router, config, request))
+            self._tasks[task] = request.id
+            task.add_done_callback(lambda done: self._finished(done, slots, outbox))
 
-    def _finished(self, task: asyncio.Task[BatchResult], slots: asyncio.Semaphore, outbox: Any):
+    def _finished(
+        self, task: asyncio.Task[BatchResult], slots: asyncio.Semaphore, outbox: Any
+    ) -> None:
         request_id = self._tasks.pop(task, "")
         self._waiting.discard(task)
         slots.release()
         if task.cancelled():
-            self.cancelled.append(request_id)
+            if request_id in self._sent:
+                self.cancelled.append(request_id)
+            else:
+                self.unsent += 1
+            outbox.put_nowait(_WAKE)  # the run may be waiting for its last task to end
             return
         exc = task.exception()
         outbox.put_nowait(exc if exc is not None else task.result())
@@ -526,6 +564,7 @@ class BatchRunner:
                 self._waiting.add(task)
                 await asyncio.sleep(wait)
                 self._waiting.discard(task)
+        self._sent.add(request.id)
         started = time.monotonic()
         try:
             response = await router.acompletion(
@@ -544,7 +583,13 @@ class BatchRunner:
                 latency_ms=_ms_since(started),
                 error=_error_info(exc),
             )
-        return _result_from_response(request, role, response, _ms_since(started))
+        return _result_from_response(request, role, response, _ms_since(started), config)
+
+
+def _feeding_over(feeder: asyncio.Task[None], outbox: Any) -> None:
+    if not feeder.cancelled() and feeder.exception() is not None:
+        outbox.put_nowait(feeder.exception())  # e.g. the caller's request iterator raised
+    outbox.put_nowait(_FEED_DONE)
 
 
 def _ms_since(started: float) -> int:
@@ -577,7 +622,8 @@ async def abatch_completion(
 
     At most ``concurrency`` requests are in flight; ``rpm`` paces request starts per role
     (a number for every role, or a mapping of role to requests per minute; a direct model
-    call is paced under ``direct:<model>``). ``on_result`` is called with each result before
+    call is paced under ``direct:<model>``; a request waiting for its turn keeps its
+    concurrency slot). ``on_result`` is called with each result before
     it is yielded; an exception it raises ends the batch. ``session_id`` is logged with every
     cost row (default: the router's). Results come in completion order.
     """
@@ -715,13 +761,15 @@ def estimate_batch_cost(
         role = route_role(request, config)
         if role == "direct":
             name = request.model or ""
-            provider, _, model = name.partition("/") if "/" in name else ("", "", name)
+            provider, _, model = name.rpartition("/")
             ref = ModelRef(provider, model)
+            key, label = f"direct:{name}", name
         else:
             ref = config.role(role).primary
-        key = role if role != "direct" else f"direct:{ref}"
-        input_tokens = _count_input(ref.litellm_model if ref.provider else ref.model,
-                                    request.messages)
+            key, label = role, str(ref)
+        input_tokens = _count_input(
+            ref.litellm_model if ref.provider else ref.model, request.messages
+        )
         output_tokens = _max_output(request, default_output)
         cost = estimate_cost(
             ref.provider,
@@ -733,8 +781,7 @@ def estimate_batch_cost(
         )
         row = roles.setdefault(
             key,
-            {"model": str(ref), "requests": 0, "input_tokens": 0, "output_tokens": 0,
-             "cost_usd": 0.0},
+            {"model": label, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
         )
         row["requests"] += 1
         row["input_tokens"] += input_tokens
@@ -749,8 +796,9 @@ def estimate_batch_cost(
     return {"roles": roles, "total": total}
 
 
-def _write_json_line(fd: int, data: Mapping[str, Any]) -> None:
-    """Append ``data`` as one whole line to the file open on ``fd`` (opened with O_APPEND)."""
+def append_result(fd: int, result: BatchResult) -> None:
+    """Append ``result`` as one whole line, in one write, to a file from :func:`open_output`."""
+    data = result.to_dict()
     line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
     written = os.write(fd, line)
     if written != len(line):
@@ -771,8 +819,10 @@ def open_output(path: str | os.PathLike[str]) -> int:
     fd = os.open(target, flags, 0o644)
     try:
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            os.write(fd, b"\n")
+        if size:
+            os.lseek(fd, size - 1, os.SEEK_SET)
+            if os.read(fd, 1) != b"\n":
+                os.write(fd, b"\n")  # O_APPEND: lands at the end whatever the offset
     except BaseException:
         os.close(fd)
         raise
