@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -156,7 +156,7 @@ class _ChainRun:
         ):
             log.info("route.error", role=self.role, model=str(ref), error=type(exc).__name__,
                      status=status)
-            raise exc
+            _raise_final(exc, ref, self.role)
         if action is Action.FIT_CONTEXT:
             self._fall_over(exc, "context_length_exceeded", fits=self._fits_context)
             return
@@ -164,8 +164,8 @@ class _ChainRun:
         opened = self.router.circuit.record_failure(
             key, threshold=settings.cooldown_failures, cooldown=settings.cooldown
         )
+        delay = retry_after_seconds(exc)
         if action is Action.RETRY and not opened:
-            delay = retry_after_seconds(exc)
             if delay is not None and delay > settings.retry_after_max:
                 self.router.circuit.open_for(key, delay)
                 self._fall_over(exc, f"retry-after {delay:g}s exceeds retry_after_max")
@@ -175,6 +175,8 @@ class _ChainRun:
                 log.info("route.retry", role=self.role, model=str(ref),
                          error=type(exc).__name__, status=status, wait_s=round(self.wait, 3))
                 return
+        if delay:  # leaving this model: not back before the provider's Retry-After
+            self.router.circuit.open_for(key, delay)
         reason = exc.reason if isinstance(exc, StreamFault) else type(exc).__name__
         self._fall_over(exc, "cooldown" if opened else reason)
 
@@ -204,7 +206,7 @@ class _ChainRun:
                 "route.exhausted", role=self.role, model=str(failed), attempts=self.attempts,
                 error=type(exc).__name__, status=status, reason=reason,
             )
-            raise _final_error(exc, failed, self.role) from exc
+            _raise_final(exc, failed, self.role)
         self.index, self.tries_here = nxt, 0
         self.fallback_from = self.fallback_from or str(failed)
         get_logger().info(
@@ -213,10 +215,43 @@ class _ChainRun:
         )
 
 
+def _raise_final(exc: BaseException, ref: ModelRef, role: str) -> NoReturn:
+    """Raise the caller's exception for ``exc`` without making its ``__cause__`` chain loop
+    (``raise exc from exc``, or a fault's own cause raised from the fault, would)."""
+    final = _final_error(exc, ref, role)
+    if final is exc:
+        raise exc
+    if isinstance(exc, StreamFault) and final is exc.cause:
+        raise final from None  # its message already names the fault
+    raise final from exc
+
+
+def _permission_denied(exc: BaseException) -> BaseException:
+    """LiteLLM maps an OpenAI-compatible 403 to a bare ``APIError``; give callers the
+    ``PermissionDeniedError`` LiteLLM raises for the providers it maps fully."""
+    if not isinstance(exc, litellm.APIError) or status_of(exc) != 403:
+        return exc
+    import httpx
+
+    response = getattr(exc, "response", None)
+    if not isinstance(response, httpx.Response):
+        response = httpx.Response(403, request=httpx.Request("POST", "https://provider.invalid"))
+    message = str(getattr(exc, "message", exc)).removeprefix("litellm.APIError: ")
+    denied = litellm.PermissionDeniedError(
+        message=message.removeprefix("APIError: "),
+        llm_provider=getattr(exc, "llm_provider", None),
+        model=getattr(exc, "model", None),
+        response=response,
+        litellm_debug_info=getattr(exc, "litellm_debug_info", None),
+    )
+    denied.litellm_response_headers = getattr(exc, "litellm_response_headers", None)
+    return denied
+
+
 def _final_error(exc: BaseException, ref: ModelRef, role: str) -> BaseException:
     """The exception the caller sees when no model is left: LiteLLM's own type."""
     if not isinstance(exc, StreamFault):
-        return exc
+        return _permission_denied(exc)
     if isinstance(exc.cause, Exception) and exc.cause.__class__.__module__.startswith("litellm"):
         cause = exc.cause
         try:
@@ -434,7 +469,7 @@ class ModelRouter:
                         yield chunk
             except StreamFault as fault:
                 LEDGER.forget(call_id)
-                raise _final_error(fault, ref, context.role) from fault
+                _raise_final(fault, ref, context.role)
             record_response(call_id, _assemble(seen, kwargs.get("messages")), context)
 
         return RoutedStream(flow(), model=ref.model, provider=ref.provider,
@@ -524,7 +559,7 @@ class ModelRouter:
                         yield chunk
             except StreamFault as fault:
                 LEDGER.forget(call_id)
-                raise _final_error(fault, ref, context.role) from fault
+                _raise_final(fault, ref, context.role)
             record_response(call_id, _assemble(seen, kwargs.get("messages")), context)
 
         return RoutedStream(flow(), model=ref.model, provider=ref.provider,
@@ -636,16 +671,9 @@ class ModelRouter:
         Each chain entry is its own model group (``role`` for the primary, ``role/fallback-N``
         after it) so LiteLLM's fallbacks walk the chain in order.
         """
-        models: list[dict[str, Any]] = []
-        fallbacks: list[dict[str, list[str]]] = []
-        for name, role_cfg in self.config.roles.items():
-            groups = [name] + [f"{name}/fallback-{i + 1}" for i in range(len(role_cfg.fallbacks))]
-            for group, ref in zip(groups, role_cfg.chain, strict=True):
-                params = {"model": ref.litellm_model, **dict(ref.params)}
-                models.append({"model_name": group, "litellm_params": params})
-            if len(groups) > 1:
-                fallbacks.append({name: groups[1:]})
-        return models, fallbacks
+        from .export import proxy_model_list  # the one copy, shared with `export litellm-proxy`
+
+        return proxy_model_list(self.config)
 
     def litellm_router(self, **router_kwargs: Any) -> Any:
         """A ``litellm.Router`` with the same chains (LiteLLM's own fall-over policy applies)."""

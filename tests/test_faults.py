@@ -22,8 +22,9 @@ import litellm  # noqa: E402
 import pytest  # noqa: E402
 
 from draht_router import ModelRouter  # noqa: E402
+from draht_router import router as router_module  # noqa: E402
 from draht_router.log import configure_logging  # noqa: E402
-from draht_router.policy import Action, classify, is_retryable_error  # noqa: E402
+from draht_router.policy import Action, backoff_delay, classify, is_retryable_error  # noqa: E402
 from draht_router.stub import (  # noqa: E402
     StubProvider,
     bad_request,
@@ -47,6 +48,12 @@ from draht_router.stub import (  # noqa: E402
 MESSAGES = [{"role": "user", "content": "Say something."}]
 PRIMARY_TEXT = "The primary model answers in full."
 BACKUP_TEXT = "The backup model delivers this whole answer, every word of it."
+# What a caller may get when a stream broke and no model was left: LiteLLM's own types.
+BROKEN_STREAM_ERRORS = (
+    litellm.ServiceUnavailableError,
+    litellm.APIConnectionError,
+    litellm.Timeout,
+)
 MODES = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 
 # Settings every test starts from: short timeouts, one same-model retry, and a circuit that
@@ -61,6 +68,22 @@ BASE_SETTINGS: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same-model retries back off 10x faster (still exponential, still jittered) unless a
+    test asks for ``real_backoff``: the file must stay fast."""
+    if "real_backoff" in request.fixturenames:
+        return
+    monkeypatch.setattr(
+        router_module, "backoff_delay", lambda attempt: backoff_delay(attempt, base=0.05)
+    )
+
+
+@pytest.fixture
+def real_backoff() -> None:
+    """Marker fixture: keep the router's default backoff (0.5 s base) in this test."""
 
 
 @pytest.fixture
@@ -131,7 +154,7 @@ def aask(router: ModelRouter, stream: bool = False, **kwargs: Any) -> str:
 def gaps(stub: StubProvider, model: str) -> list[float]:
     """Seconds between consecutive requests the stub received for ``model``."""
     times = [r.received_at for r in stub.requests_for(model)]
-    return [later - earlier for earlier, later in zip(times, times[1:])]
+    return [later - earlier for earlier, later in zip(times[:-1], times[1:], strict=True)]
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -168,17 +191,19 @@ def events(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[
 # ------------------------------------------------------------ 1. 429 with Retry-After
 
 
-@MODES
+@pytest.mark.parametrize(
+    ("stream", "retry_after"), [(False, 1), (True, 0.5)], ids=["plain", "stream"]
+)
 def test_retry_after_is_waited_before_the_same_model(
-    stub: StubProvider, make_router: RouterFactory, stream: bool
+    stub: StubProvider, make_router: RouterFactory, stream: bool, retry_after: float
 ) -> None:
-    stub.script("primary", rate_limited(retry_after=1), ok(PRIMARY_TEXT))
+    stub.script("primary", rate_limited(retry_after=retry_after), ok(PRIMARY_TEXT))
     router = make_router(retry_after_max=5)
 
     assert ask(router, stream) == PRIMARY_TEXT
     assert stub.count("primary") == 2
     assert stub.count("backup") == 0
-    assert gaps(stub, "primary")[0] >= 1.0  # never sooner than the header says
+    assert gaps(stub, "primary")[0] >= retry_after  # never sooner than the header says
 
 
 def test_fractional_retry_after_is_waited(stub: StubProvider, make_router: RouterFactory) -> None:
@@ -215,36 +240,52 @@ def test_retry_after_is_respected_after_retries_run_out(
 ) -> None:
     # No same-model retries left: fall over now, but keep away from the primary until the
     # Retry-After has passed (it is within retry_after_max, so it is honoured).
-    stub.script("primary", rate_limited(retry_after=1), ok(PRIMARY_TEXT))
+    stub.script("primary", rate_limited(retry_after=0.6), ok(PRIMARY_TEXT))
     stub.set_default("backup", ok(BACKUP_TEXT))
     router = make_router(num_retries=0, retry_after_max=5)
 
     assert ask(router) == BACKUP_TEXT
     assert ask(router) == BACKUP_TEXT  # within the Retry-After: primary not asked
     assert stub.count("primary") == 1
-    time.sleep(1.05)
+    time.sleep(0.65)
     assert ask(router) == PRIMARY_TEXT
     assert stub.count("primary") == 2
-    assert gaps(stub, "primary")[0] >= 1.0
+    assert gaps(stub, "primary")[0] >= 0.6
 
 
 def test_retry_after_async(stub: StubProvider, make_router: RouterFactory) -> None:
-    stub.script("primary", rate_limited(retry_after=1), ok(PRIMARY_TEXT))
+    stub.script("primary", rate_limited(retry_after=0.5), ok(PRIMARY_TEXT))
     router = make_router(retry_after_max=5)
 
     assert aask(router, stream=True) == PRIMARY_TEXT
     assert stub.count("primary") == 2
     assert stub.count("backup") == 0
-    assert gaps(stub, "primary")[0] >= 1.0
+    assert gaps(stub, "primary")[0] >= 0.5
 
 
 # ------------------------------------------------- 2. persistent 429 / 5xx, no header
 
 
+def test_persistent_429_retries_with_the_default_backoff_then_falls_over(
+    stub: StubProvider, make_router: RouterFactory, real_backoff: None
+) -> None:
+    stub.set_default("primary", rate_limited())
+    stub.set_default("backup", ok(BACKUP_TEXT))
+    router = make_router(num_retries=2)
+
+    assert ask(router) == BACKUP_TEXT
+    assert stub.count("primary") == 3  # num_retries + 1, never more
+    assert stub.count("backup") == 1
+    first, second = gaps(stub, "primary")
+    # backoff_delay: retry 1 waits 0.25-0.5 s, retry 2 waits 0.5-1.0 s (full jitter in halves)
+    assert 0.25 <= first
+    assert 0.5 <= second
+
+
 @pytest.mark.parametrize(
     ("reply", "stream"),
-    [(rate_limited(), False), (server_error(500), True), (server_error(503), False)],
-    ids=["429-plain", "500-stream", "503-plain"],
+    [(rate_limited(), True), (server_error(500), True), (server_error(503), False)],
+    ids=["429-stream", "500-stream", "503-plain"],
 )
 def test_persistent_transient_errors_retry_with_backoff_then_fall_over(
     stub: StubProvider, make_router: RouterFactory, reply: Any, stream: bool
@@ -257,9 +298,7 @@ def test_persistent_transient_errors_retry_with_backoff_then_fall_over(
     assert stub.count("primary") == 3  # num_retries + 1, never more
     assert stub.count("backup") == 1
     first, second = gaps(stub, "primary")
-    # backoff_delay: retry 1 waits 0.25-0.5 s, retry 2 waits 0.5-1.0 s (full jitter in halves)
-    assert first >= 0.25
-    assert second >= 0.5
+    assert first >= 0.025 and second >= 0.05  # quick_backoff: 0.025-0.05 s, then 0.05-0.1 s
 
 
 def test_retries_are_bounded_even_below_the_circuit_threshold(
@@ -289,6 +328,13 @@ def test_one_transient_500_is_retried_on_the_same_model(
     assert gaps(stub, "primary")[0] > 0
 
 
+def test_backoff_is_exponential_with_jitter_and_capped() -> None:
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (9, 8.0)]:
+        samples = [backoff_delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= value <= ceiling for value in samples)
+        assert len(set(samples)) > 150  # jittered: concurrent callers do not retry in step
+
+
 # ------------------------------------------------------------- 4. connection reset
 
 
@@ -302,6 +348,18 @@ def test_connection_reset_is_retried(
     assert ask(router, stream) == PRIMARY_TEXT
     assert stub.count("primary") == 2
     assert stub.count("backup") == 0
+
+
+def test_stream_dropped_before_the_first_chunk_is_retried_then_falls_over(
+    stub: StubProvider, make_router: RouterFactory
+) -> None:
+    stub.set_default("primary", cut(after_chunks=0))  # headers, then the connection drops
+    stub.set_default("backup", ok(BACKUP_TEXT))
+    router = make_router(num_retries=1)
+
+    assert ask(router, stream=True) == BACKUP_TEXT
+    assert stub.count("primary") == 2  # nothing was received: a retry is safe
+    assert stub.count("backup") == 1
 
 
 @MODES
@@ -376,7 +434,7 @@ def test_hang_with_nothing_left_raises_timeout(
 def test_slow_first_token_falls_over(
     stub: StubProvider, make_router: RouterFactory, cost_log: Path
 ) -> None:
-    stub.set_default("primary", slow_first_token(0.8, text=PRIMARY_TEXT))
+    stub.set_default("primary", slow_first_token(0.6, text=PRIMARY_TEXT))
     stub.set_default("backup", ok(BACKUP_TEXT))
     router = make_router(first_token_timeout=0.3)
 
@@ -386,7 +444,7 @@ def test_slow_first_token_falls_over(
     assert stub.count("primary") == 1
     assert stub.count("backup") == 1
     # The abandoned primary stream finishes later on the wire; it is still not billed.
-    time.sleep(0.8)
+    time.sleep(0.5)
     assert [row["model"] for row in rows(cost_log)] == ["backup"]
 
 
@@ -457,7 +515,7 @@ def test_cut_stream_with_nothing_left_raises(
     stub.set_default("backup", cut(after_chunks=2))
     router = make_router()
 
-    with pytest.raises(litellm.APIError) as caught:
+    with pytest.raises(BROKEN_STREAM_ERRORS) as caught:
         (aask if use_async else ask)(router, stream=True)
     exc = caught.value
     assert type(exc).__module__.startswith("litellm")
@@ -477,7 +535,7 @@ def test_live_stream_cut_after_first_chunk_raises_to_the_caller(
     stub.set_default("backup", ok(BACKUP_TEXT))
     router = make_router(stream_fallback="live")
 
-    with pytest.raises(litellm.APIError) as caught:
+    with pytest.raises(BROKEN_STREAM_ERRORS) as caught:
         (aask if use_async else ask)(router, stream=True)
     assert "stream" in str(caught.value).lower()
     assert stub.count("primary") == 1
@@ -493,7 +551,7 @@ def test_live_stream_delivers_chunks_then_raises(
 
     response = router.completion(messages=MESSAGES, role="implement", stream=True)
     received = []
-    with pytest.raises(litellm.APIError):
+    with pytest.raises(BROKEN_STREAM_ERRORS):
         for chunk in response:
             received.append(chunk.choices[0].delta.content if chunk.choices else None)
     assert 1 <= len(received) <= 2  # the caller saw the start, then a clear error
@@ -553,8 +611,11 @@ def test_malformed_chunk_is_skipped_or_falls_over_cleanly(
     router = make_router()
 
     text = (aask if use_async else ask)(router, stream=True)
-    assert text in (PRIMARY_TEXT, BACKUP_TEXT)  # whole answers only, never a fragment
-    assert len(rows(cost_log)) == 1
+    [row] = rows(cost_log)
+    # Whole answers only, never a fragment: either the garbage was skipped and the primary's
+    # answer is complete, or the attempt failed cleanly and the backup answered in full.
+    assert text == {"primary": PRIMARY_TEXT, "backup": BACKUP_TEXT}[row["model"]]
+    assert stub.count("primary") == 1
     # The process stays healthy: the next call is answered normally.
     stub.set_default("primary", ok("Next answer."))
     assert ask(router, stream=True) == "Next answer."
@@ -589,8 +650,8 @@ def test_stream_without_done_finishes_promptly_with_usage(
     assert stub.count("primary") == 1
     [row] = rows(cost_log)
     assert row["model"] == "primary"
-    assert row["input_tokens"] == 10
-    assert row["output_tokens"] == len(PRIMARY_TEXT.split())
+    assert row["inputTokens"] == 10
+    assert row["outputTokens"] == len(PRIMARY_TEXT.split())
 
 
 # ------------------------------------------------------- 11. context length exceeded
@@ -657,7 +718,8 @@ def test_context_overflow_tries_a_model_of_unknown_window(
 
 
 @pytest.mark.parametrize(
-    ("stream", "use_async"), [(False, False), (True, False), (False, True)],
+    ("stream", "use_async"),
+    [(False, False), (True, False), (False, True)],
     ids=["plain", "stream", "async"],
 )
 def test_content_policy_rejection_raises_with_the_reason(
@@ -679,10 +741,16 @@ def test_content_policy_rejection_raises_with_the_reason(
 
 CLIENT_ERRORS = [
     (unauthorized(), litellm.AuthenticationError, "Incorrect API key provided"),
-    (error(403, "Project is not allowed to use this model."), litellm.PermissionDeniedError,
-     "not allowed to use this model"),
-    (bad_request("temperature must be at most 2."), litellm.BadRequestError,
-     "temperature must be at most 2"),
+    (
+        error(403, "Project is not allowed to use this model."),
+        litellm.PermissionDeniedError,
+        "not allowed to use this model",
+    ),
+    (
+        bad_request("temperature must be at most 2."),
+        litellm.BadRequestError,
+        "temperature must be at most 2",
+    ),
     (not_found(), litellm.NotFoundError, "does not exist"),
 ]
 
@@ -755,7 +823,7 @@ def test_failing_primary_is_skipped_during_cooldown_then_probed(
 ) -> None:
     stub.set_default("primary", server_error())
     stub.set_default("backup", ok(BACKUP_TEXT))
-    router = make_router(num_retries=0, cooldown_failures=2, cooldown=1.0)
+    router = make_router(num_retries=0, cooldown_failures=2, cooldown=0.8)
 
     assert ask(router) == BACKUP_TEXT  # failure 1
     assert ask(router) == BACKUP_TEXT  # failure 2: the circuit opens
@@ -766,7 +834,7 @@ def test_failing_primary_is_skipped_during_cooldown_then_probed(
     assert stub.count("backup") == 5
     assert len(events("route.cooldown_skip")) == 3
 
-    time.sleep(1.1)
+    time.sleep(0.85)
     stub.set_default("primary", ok(PRIMARY_TEXT))  # the primary is healthy again
     assert ask(router) == PRIMARY_TEXT  # probed after the cool-down
     assert ask(router) == PRIMARY_TEXT  # and traffic stays there
@@ -827,15 +895,20 @@ def test_response_and_cost_row_name_the_model_that_answered(
     if stream:
         assert response.routing["model"] == "openai/backup"
         assert response.routing["fallback_from"] == "openai/primary"
-    assert text_of(response) == BACKUP_TEXT
+        chunks = list(response)
+        assert chunks and all(chunk.model.endswith("backup") for chunk in chunks)
+        assert text_of(chunks) == BACKUP_TEXT
+    else:
+        assert response._hidden_params["draht_router"]["model"] == "openai/backup"
+        assert text_of(response) == BACKUP_TEXT
 
     # Failed attempts are not billed: one row, for the model that answered.
     assert len(written) == 1
     [row] = written
     assert (row["provider"], row["model"], row["role"]) == ("openai", "backup", "implement")
-    assert (row["input_tokens"], row["output_tokens"]) == (21, 7)
+    assert (row["inputTokens"], row["outputTokens"]) == (21, 7)
     assert row["attempts"] == 3
-    assert row["fallback_from"] == "openai/primary"
+    assert row["fallbackFrom"] == "openai/primary"
     assert stub.count("primary") == 2
 
     [event] = events("route.fallback")
@@ -868,7 +941,8 @@ def test_one_fallback_event_per_fall_over_with_reason(
 def test_successful_calls_write_exactly_one_row_each(
     stub: StubProvider, make_router: RouterFactory, cost_log: Path
 ) -> None:
-    stub.script("primary", server_error(), ok(PRIMARY_TEXT))
+    stub.script("primary", server_error())
+    stub.set_default("primary", ok(PRIMARY_TEXT))
     router = make_router()
 
     assert ask(router) == PRIMARY_TEXT
@@ -935,8 +1009,19 @@ def _raise_from_stub(stub: StubProvider, reply: Any, *, stream: bool = False) ->
         (content_policy_violation(), False, False),
     ],
     ids=[
-        "429", "429-retry-after", "500", "502", "503", "reset", "timeout", "mid-stream-cut",
-        "401", "403", "400", "404", "content-policy",
+        "429",
+        "429-retry-after",
+        "500",
+        "502",
+        "503",
+        "reset",
+        "timeout",
+        "mid-stream-cut",
+        "401",
+        "403",
+        "400",
+        "404",
+        "content-policy",
     ],
 )
 def test_is_retryable_error_on_real_litellm_exceptions(
@@ -952,3 +1037,33 @@ def test_context_overflow_is_a_fit_decision_not_a_retry(stub: StubProvider) -> N
     assert isinstance(exc, litellm.ContextWindowExceededError)
     assert classify(exc) is Action.FIT_CONTEXT
     assert is_retryable_error(exc) is False  # the same model will refuse it again
+
+
+# ------------------------------------------------------------ the caller's exception
+
+
+@pytest.mark.parametrize(
+    ("reply", "stream", "exc_type"),
+    [
+        (server_error(), False, litellm.InternalServerError),
+        (hang(5), False, litellm.Timeout),
+        (cut(after_chunks=2), True, litellm.ServiceUnavailableError),
+        (unauthorized(), False, litellm.AuthenticationError),
+    ],
+    ids=["500", "timeout", "cut-stream", "401"],
+)
+def test_final_exception_has_no_cause_loop(
+    stub: StubProvider, make_router: RouterFactory, reply: Any, stream: bool, exc_type: type
+) -> None:
+    stub.set_default("primary", reply)
+    router = make_router("primary", num_retries=0, timeout=0.5)
+
+    with pytest.raises(exc_type) as caught:
+        ask(router, stream)
+    seen: list[BaseException] = []
+    exc: BaseException | None = caught.value
+    while exc is not None:  # code that walks __cause__ (loggers, error trackers) must end
+        assert all(exc is not earlier for earlier in seen), "__cause__ chain loops"
+        seen.append(exc)
+        exc = exc.__cause__
+    assert len(seen) <= 3
