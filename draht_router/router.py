@@ -215,6 +215,38 @@ class _ChainRun:
         )
 
 
+class _LiveTap:
+    """What a live stream has passed on so far; bills it once the stream has ended."""
+
+    def __init__(self, call_id: str, context: CallContext, ref: ModelRef, kwargs: dict[str, Any]):
+        self.call_id, self.context, self.ref = call_id, context, ref
+        self.messages = kwargs.get("messages")
+        self.usage_wanted = _caller_wants_usage(kwargs)
+        self.seen: list[Any] = []
+
+    def take(self, chunk: Any) -> bool:
+        """Record ``chunk``; True when the caller should see it."""
+        self.seen.append(chunk)
+        return self.usage_wanted or not is_usage_only(chunk)
+
+    def broke(self, fault: StreamFault) -> NoReturn:
+        LEDGER.forget(self.call_id)  # a broken answer is not billed
+        _raise_final(fault, self.ref, self.context.role)
+
+    def finished(self) -> None:
+        record_response(self.call_id, _assemble(self.seen, self.messages), self.context)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A call's target, session, effective settings and chain walk (None: a direct call)."""
+
+    target: _Target
+    session: str
+    settings: Settings
+    run: _ChainRun | None
+
+
 def _raise_final(exc: BaseException, ref: ModelRef, role: str) -> NoReturn:
     """Raise the caller's exception for ``exc`` without making its ``__cause__`` chain loop
     (``raise exc from exc``, or a fault's own cause raised from the fault, would)."""
@@ -340,17 +372,42 @@ class ModelRouter:
             return [cheapest]
         return chain
 
-    def _context(
-        self, role: str, session: str, task_type: str | None, ref: ModelRef | None, run: Any
-    ) -> CallContext:
+    def _plan(
+        self,
+        model: str | None,
+        messages: list[dict[str, Any]] | None,
+        role: str | None,
+        task_type: str | None,
+        session_id: str | None,
+        kwargs: dict[str, Any],
+    ) -> _Plan:
+        """Where a call goes; pops the router's own options out of ``kwargs``."""
+        if messages is not None:
+            kwargs["messages"] = messages
+        target = self._target(model, role, task_type)
+        session = self._session(session_id)
+        if target.role is None:
+            return _Plan(target, session, self.config.settings, None)
+        settings = self._settings_for_call(kwargs)
+        chain = self._chain_for(target.role, session, settings)
+        get_logger().debug("route.selected", role=target.role, task_type=target.task_type,
+                           chain=[str(r) for r in chain], reason=target.reason)
+        run = _ChainRun(self, target.role, chain, settings, kwargs.get("messages"))
+        return _Plan(target, session, settings, run)
+
+    def _begin_attempt(self, plan: _Plan) -> CallContext:
+        """Count the next attempt of ``plan`` and describe it for its cost row."""
+        run = plan.run
+        assert run is not None and plan.target.role is not None
+        run.started()
         return CallContext(
-            role=role,
-            session_id=session,
+            role=plan.target.role,
+            session_id=plan.session,
             log_path=self.log_path,
-            ref=ref,
-            task_type=task_type,
-            attempts=run.attempts if run is not None else 1,
-            fallback_from=run.fallback_from if run is not None else None,
+            ref=run.current,
+            task_type=plan.target.task_type,
+            attempts=run.attempts,
+            fallback_from=run.fallback_from,
             budget=self.budget,
             started=time.monotonic(),
         )
@@ -381,26 +438,17 @@ class ModelRouter:
         **kwargs: Any,
     ) -> Any:
         """``litellm.completion`` routed by role; returns LiteLLM's own response objects."""
-        if messages is not None:
-            kwargs["messages"] = messages
-        target = self._target(model, role, task_type)
-        session = self._session(session_id)
-        if target.role is None:
-            return self._direct(model or "", kwargs, session)
-        settings = self._settings_for_call(kwargs)
-        chain = self._chain_for(target.role, session, settings)
-        get_logger().debug("route.selected", role=target.role, task_type=target.task_type,
-                           chain=[str(r) for r in chain], reason=target.reason)
-        run = _ChainRun(self, target.role, chain, settings, kwargs.get("messages"))
+        plan = self._plan(model, messages, role, task_type, session_id, kwargs)
+        if plan.run is None:
+            return self._direct(model or "", kwargs, plan.session)
+        run = plan.run
         while True:
             wait = run.take_wait()
             if wait:
                 time.sleep(wait)
-            ref = run.current
-            run.started()
-            context = self._context(target.role, session, target.task_type, ref, run)
+            context = self._begin_attempt(plan)
             try:
-                result = self._attempt(ref, kwargs, settings, context, run)
+                result = self._attempt(run.current, kwargs, plan.settings, context)
             except Exception as exc:  # noqa: BLE001 - the policy decides, and re-raises
                 run.failed(exc)
                 continue
@@ -413,7 +461,6 @@ class ModelRouter:
         kwargs: dict[str, Any],
         settings: Settings,
         context: CallContext,
-        run: _ChainRun,
     ) -> Any:
         call_id = uuid.uuid4().hex
         LEDGER.expect(call_id, context)
@@ -456,21 +503,18 @@ class ModelRouter:
         ref: ModelRef,
         kwargs: dict[str, Any],
     ) -> RoutedStream:
-        usage_wanted = _caller_wants_usage(kwargs)
+        tap = _LiveTap(call_id, context, ref, kwargs)
 
         def flow() -> Any:
-            seen = [first] if first is not None else []
             try:
-                if first is not None and (usage_wanted or not is_usage_only(first)):
+                if first is not None and tap.take(first):
                     yield first
                 for chunk in rest:
-                    seen.append(chunk)
-                    if usage_wanted or not is_usage_only(chunk):
+                    if tap.take(chunk):
                         yield chunk
             except StreamFault as fault:
-                LEDGER.forget(call_id)
-                _raise_final(fault, ref, context.role)
-            record_response(call_id, _assemble(seen, kwargs.get("messages")), context)
+                tap.broke(fault)
+            tap.finished()
 
         return RoutedStream(flow(), model=ref.model, provider=ref.provider,
                             routing=_routing(context, ref))
@@ -487,26 +531,17 @@ class ModelRouter:
         **kwargs: Any,
     ) -> Any:
         """``litellm.acompletion`` routed by role; returns LiteLLM's own response objects."""
-        if messages is not None:
-            kwargs["messages"] = messages
-        target = self._target(model, role, task_type)
-        session = self._session(session_id)
-        if target.role is None:
-            return await self._adirect(model or "", kwargs, session)
-        settings = self._settings_for_call(kwargs)
-        chain = self._chain_for(target.role, session, settings)
-        get_logger().debug("route.selected", role=target.role, task_type=target.task_type,
-                           chain=[str(r) for r in chain], reason=target.reason)
-        run = _ChainRun(self, target.role, chain, settings, kwargs.get("messages"))
+        plan = self._plan(model, messages, role, task_type, session_id, kwargs)
+        if plan.run is None:
+            return await self._adirect(model or "", kwargs, plan.session)
+        run = plan.run
         while True:
             wait = run.take_wait()
             if wait:
                 await asyncio.sleep(wait)
-            ref = run.current
-            run.started()
-            context = self._context(target.role, session, target.task_type, ref, run)
+            context = self._begin_attempt(plan)
             try:
-                result = await self._aattempt(ref, kwargs, settings, context)
+                result = await self._aattempt(run.current, kwargs, plan.settings, context)
             except Exception as exc:  # noqa: BLE001 - the policy decides, and re-raises
                 run.failed(exc)
                 continue
@@ -546,21 +581,18 @@ class ModelRouter:
         ref: ModelRef,
         kwargs: dict[str, Any],
     ) -> RoutedStream:
-        usage_wanted = _caller_wants_usage(kwargs)
+        tap = _LiveTap(call_id, context, ref, kwargs)
 
         async def flow() -> Any:
-            seen = [first] if first is not None else []
             try:
-                if first is not None and (usage_wanted or not is_usage_only(first)):
+                if first is not None and tap.take(first):
                     yield first
                 async for chunk in rest:
-                    seen.append(chunk)
-                    if usage_wanted or not is_usage_only(chunk):
+                    if tap.take(chunk):
                         yield chunk
             except StreamFault as fault:
-                LEDGER.forget(call_id)
-                _raise_final(fault, ref, context.role)
-            record_response(call_id, _assemble(seen, kwargs.get("messages")), context)
+                tap.broke(fault)
+            tap.finished()
 
         return RoutedStream(flow(), model=ref.model, provider=ref.provider,
                             routing=_routing(context, ref))
