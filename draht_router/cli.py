@@ -482,20 +482,21 @@ def run(
 
 
 def _call_and_print(config: RouterConfig, call: dict[str, Any], role: str, *, stream: bool) -> None:
-    from .demo import RouteEventTap, answer_pieces, describe_route_events
+    from .demo import answer_pieces, describe_route_events
+    from .log import capture_events
     from .router import ModelRouter
 
     router = ModelRouter(config)
     offset = _file_size(router.log_path)
     last = ""
     try:
-        tap = RouteEventTap()
+        events: list[dict[str, Any]] = []
         try:
-            with tap:
+            with capture_events() as events:
                 response = router.completion(stream=stream, **call)
         finally:
             # Retries and fall-overs happen before the answer is handed out: report them first.
-            for line in describe_route_events(tap.take()):
+            for line in describe_route_events(events):
                 _echo(line, err=True)
         if stream:
             routing = dict(response.routing)

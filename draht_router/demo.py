@@ -5,35 +5,30 @@ five ``openai/demo-*`` models, some of which misbehave (a 429, a stream cut mid-
 503), and the router's fall-over answers from the backups. No API key is read, no request
 leaves the machine, and costs go to a temporary log that is deleted afterwards.
 
-This module also holds :class:`RouteEventTap`, which ``draht-router run`` uses as well to say
-why an attempt failed.
+It also turns the router's ``route.*`` events into the ``→ ... fell over to ...`` lines that
+``draht-router run`` prints as well.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TextIO
 
 __all__ = [
     "DEMO_TASKS",
     "DemoTask",
-    "RouteEventTap",
     "answer_pieces",
     "demo_config",
     "describe_route_events",
     "run_demo",
 ]
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 _STATUS_WORDS = {
     401: "unauthorized",
     403: "forbidden",
@@ -47,99 +42,6 @@ _STATUS_WORDS = {
 
 
 # --------------------------------------------------------------------------- route events
-
-
-class RouteEventTap:
-    """Collects the router's ``route.*`` log events (retries, fall-overs) while active.
-
-    The router says why an attempt failed only in its structlog events, which
-    draht_router's logger writes to ``sys.stderr``. While active, the tap switches that
-    logger to JSON at info level and stands in for ``sys.stderr``: it keeps ``route.*``
-    events, passes through every line that is not an event, and passes through events at
-    or above the level the user asked for (``DRAHT_LOG_LEVEL``, default warning). Route
-    events are passed through too when the user asked for info or debug.
-    """
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._buffer = ""
-        self._real: TextIO = sys.stderr
-        user_level = (os.environ.get("DRAHT_LOG_LEVEL") or "warning").lower()
-        self._user_level = _LEVELS.get(user_level, 30)
-
-    def __enter__(self) -> RouteEventTap:
-        from .log import configure_logging
-
-        configure_logging(level="debug" if self._user_level <= 10 else "info", fmt="json")
-        self._real = sys.stderr
-        sys.stderr = self  # type: ignore[assignment]
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        from .log import configure_logging
-
-        sys.stderr = self._real
-        with self._lock:
-            rest, self._buffer = self._buffer, ""
-        if rest:
-            self._line(rest)
-        configure_logging()  # back to what the environment asks for
-
-    def take(self) -> list[dict[str, Any]]:
-        """The events collected since the last call, oldest first."""
-        with self._lock:
-            events, self.events = self.events, []
-        return events
-
-    # file-like side (what the logger and anything else writing to stderr sees)
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._buffer += text
-            lines = self._buffer.split("\n")
-            self._buffer = lines.pop()
-        for line in lines:
-            self._line(line)
-        return len(text)
-
-    def flush(self) -> None:
-        self._real.flush()
-
-    def isatty(self) -> bool:
-        return self._real.isatty()
-
-    def __getattr__(self, name: str) -> Any:  # fileno, encoding, ... of the real stream
-        if name == "_real":  # not set yet: do not recurse
-            raise AttributeError(name)
-        return getattr(self._real, name)
-
-    def _line(self, line: str) -> None:
-        event = _parse_event(line)
-        if event is None:
-            self._real.write(line + "\n")
-            return
-        name = str(event.get("event", ""))
-        level = _LEVELS.get(str(event.get("level", "info")).lower(), 20)
-        if name.startswith("route."):
-            with self._lock:
-                self.events.append(event)
-        if level >= self._user_level:
-            self._real.write(line + "\n")
-
-
-def _parse_event(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) and "event" in data else None
 
 
 def _why(event: dict[str, Any]) -> str:
@@ -388,6 +290,7 @@ def run_demo(
 def _run_tasks(
     say: Callable[[str], None], out: TextIO, log_path: Path, chunk_delay: float, started: float
 ) -> None:
+    from .log import capture_events
     from .roles import explain_role
     from .router import ModelRouter
     from .stub import StubProvider
@@ -401,7 +304,7 @@ def _run_tasks(
             say()
             say(f"[{number}/{len(DEMO_TASKS)}] task: {task.task}")
             say(f"    role: {choice.role} ({choice.reason})")
-            with RouteEventTap() as tap:
+            with capture_events() as events:
                 stream = router.completion(
                     role=choice.role,
                     task_type=task.task,
@@ -409,7 +312,7 @@ def _run_tasks(
                     stream=True,
                 )
             routing = stream.routing
-            lines = describe_route_events(tap.take())
+            lines = describe_route_events(events)
             if not lines and routing.get("fallback_from"):
                 lines = [f"→ {routing['fallback_from']} failed; fell over to {routing['model']}"]
             for line in lines:

@@ -8,11 +8,13 @@ anything that looks like a key from error text before it is logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -42,30 +44,72 @@ def _drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, 
     return event
 
 
+_listeners: list[Callable[[dict[str, Any]], None]] = []
+_output_level = 30
+
+
+def _notify_listeners(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Hand every event to in-process listeners, then drop it if the output level says so."""
+    for listener in list(_listeners):
+        listener(dict(event))
+    if _LEVELS.get(str(event.get("level")), 20) < _output_level:
+        raise structlog.DropEvent
+    return event
+
+
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """(Re)build draht_router's structlog pipeline from arguments or the environment.
 
     The pipeline is private to draht_router (``structlog.wrap_logger``), so an application's
     own ``structlog.configure`` is left alone.
     """
-    global _pipeline
+    global _pipeline, _output_level
     level_name = (level or os.environ.get("DRAHT_LOG_LEVEL") or "warning").lower()
     fmt = (fmt or os.environ.get("DRAHT_LOG_FORMAT") or "console").lower()
+    _output_level = _LEVELS.get(level_name, 30)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # Listeners see info events even when the output shows only warnings.
+    floor = min(_output_level, 20) if _listeners else _output_level
     _pipeline = {
         "processors": [
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,
+            _notify_listeners,
             renderer,
         ],
-        "wrapper_class": structlog.make_filtering_bound_logger(_LEVELS.get(level_name, 30)),
+        "wrapper_class": structlog.make_filtering_bound_logger(floor),
+        "_config": (level, fmt),
     }
+
+
+@contextlib.contextmanager
+def capture_events(prefix: str = "route.") -> Iterator[list[dict[str, Any]]]:
+    """Collect the events whose name starts with ``prefix`` (info and up) while active.
+
+    What reaches stderr is unchanged. Used by the CLI to say why an attempt failed.
+    """
+    events: list[dict[str, Any]] = []
+
+    def keep(event: dict[str, Any]) -> None:
+        if str(event.get("event", "")).startswith(prefix):
+            events.append(event)
+
+    with _lock:
+        config = _pipeline["_config"] if _pipeline else (None, None)
+        _listeners.append(keep)
+        configure_logging(*config)
+    try:
+        yield events
+    finally:
+        with _lock:
+            _listeners.remove(keep)
+            configure_logging(*config)
 
 
 def get_logger(name: str = "draht_router") -> Any:
@@ -76,7 +120,10 @@ def get_logger(name: str = "draht_router") -> Any:
                 configure_logging()
     assert _pipeline is not None
     return structlog.wrap_logger(
-        structlog.PrintLogger(file=sys.stderr), logger_name=name, **_pipeline
+        structlog.PrintLogger(file=sys.stderr),
+        logger_name=name,
+        processors=_pipeline["processors"],
+        wrapper_class=_pipeline["wrapper_class"],
     )
 
 
