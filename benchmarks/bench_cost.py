@@ -2,10 +2,14 @@
 
 Run: ``python benchmarks/bench_cost.py [--rows 1000000] [--small-rows 100000]``.
 
-For each log size it prints one line ``rows=… seconds=… cpu_seconds=… peak_MB=…``: seconds
-(wall clock) and cpu_seconds are the best of ``--repeat`` untraced runs, peak_MB the largest
-Python allocation during one traced run (tracemalloc). Similar peak_MB for both sizes shows
-that memory does not grow with the row count. The goal is at most 3 s for 1,000,000 rows.
+For each log size it prints one line ``rows=… seconds=… cpu_seconds=… peak_MB=…
+processes=… workers=… worker_rss_MB=…``: seconds (wall clock) and cpu_seconds (this process
+and its worker processes together) are the best of ``--repeat`` untraced runs; peak_MB is the
+largest Python allocation in this process during one traced run (tracemalloc); processes is
+how many processes read the log (1: summarize did not split it), workers how many of them it
+started, and worker_rss_MB the largest resident size any worker process reached so far. Similar
+peak_MB and worker_rss_MB for both sizes show that memory does not grow with the row count.
+The goal is at most 3 s for 1,000,000 rows.
 """
 
 from __future__ import annotations
@@ -13,12 +17,19 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
+from draht_router import cost
 from draht_router.cost import summarize
+
+try:
+    import resource
+except ImportError:  # not Unix: worker memory is not reported
+    resource = None  # type: ignore[assignment]
 
 GOAL_SECONDS = 3.0
 GOAL_ROWS = 1_000_000
@@ -58,24 +69,56 @@ def write_log(path: Path, rows: int) -> None:
         fh.write("".join(chunk))
 
 
-def measure(path: Path, repeat: int) -> tuple[float, float, float, int]:
-    """(best wall seconds, best CPU seconds, peak MB, rows counted) of
-    ``summarize(by="role")`` on ``path``."""
+class _SplitProbe:
+    """Records how many processes each summarize() call split the log among."""
+
+    def __init__(self) -> None:
+        self.processes: list[int] = []
+        self._real = cost._summarize_parallel
+
+    def __call__(self, *args, **kwargs):
+        parts = self._real(*args, **kwargs)
+        self.processes.append(1 if parts is None else len(parts))
+        return parts
+
+    def __enter__(self) -> _SplitProbe:
+        cost._summarize_parallel = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cost._summarize_parallel = self._real
+
+
+def _worker_rss_mb() -> float:
+    """The largest resident size (MB) any finished child process of this one has had."""
+    if resource is None:
+        return float("nan")
+    kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return kib / 1e6 if sys.platform == "darwin" else kib * 1024 / 1e6  # bytes on macOS
+
+
+def measure(path: Path, repeat: int) -> tuple[float, float, float, int, int]:
+    """(best wall seconds, best CPU seconds of this process and its workers, peak MB, rows
+    counted, processes used) of ``summarize(by="role")`` on ``path``."""
     best_wall = best_cpu = float("inf")
     rows = 0
-    for _ in range(repeat):
-        gc.collect()
-        wall, cpu = time.perf_counter(), time.process_time()
-        summary = summarize("role", log_path=path)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        rows = summary.total["calls"]
+    with _SplitProbe() as probe:
+        for _ in range(repeat):
+            gc.collect()
+            wall, cpu = time.perf_counter(), os.times()
+            summary = summarize("role", log_path=path)
+            best_wall = min(best_wall, time.perf_counter() - wall)
+            end = os.times()
+            best_cpu = min(best_cpu, sum(end[:4]) - sum(cpu[:4]))
+            rows = summary.total["calls"]
+    if len(set(probe.processes)) != 1:
+        raise SystemExit(f"summarize used {probe.processes} processes in runs of one log")
     gc.collect()
     tracemalloc.start()
     summarize("role", log_path=path)
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return best_wall, best_cpu, peak / 1e6, rows
+    return best_wall, best_cpu, peak / 1e6, rows, probe.processes[0]
 
 
 def main() -> None:
@@ -83,7 +126,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=GOAL_ROWS)
     parser.add_argument("--small-rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--split-all", action="store_true",
+        help="split every log among processes, however small (to compare worker memory)",
+    )
     args = parser.parse_args()
+    if args.split_all:
+        os.environ[cost.PARALLEL_MIN_BYTES_ENV] = "0"
 
     with tempfile.TemporaryDirectory() as tmp:
         results = []
@@ -94,12 +143,14 @@ def main() -> None:
             written = time.perf_counter() - start
             size_mb = path.stat().st_size / 1e6
             print(f"# wrote {rows:,} rows ({size_mb:.0f} MB) in {written:.1f} s")
-            seconds, cpu, peak_mb, counted = measure(path, args.repeat)
+            seconds, cpu, peak_mb, counted, processes = measure(path, args.repeat)
             if counted != rows:
                 raise SystemExit(f"summarize counted {counted} rows, expected {rows}")
             results.append((rows, seconds, peak_mb))
             print(
-                f"rows={rows} seconds={seconds:.3f} cpu_seconds={cpu:.3f} peak_MB={peak_mb:.2f}",
+                f"rows={rows} seconds={seconds:.3f} cpu_seconds={cpu:.3f} peak_MB={peak_mb:.2f}"
+                f" processes={processes} workers={processes - 1}"
+                f" worker_rss_MB={_worker_rss_mb() if processes > 1 else float('nan'):.1f}",
                 flush=True,
             )
             path.unlink()

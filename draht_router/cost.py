@@ -14,7 +14,9 @@ import functools
 import json
 import os
 import re
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from draht_router import model_map
 from draht_router.errors import BudgetExceededError
 
 if TYPE_CHECKING:
+    import subprocess
+
     from draht_router.config import BudgetSettings
 
 try:
@@ -118,6 +122,16 @@ _MAX_LINE = 1 << 20  # longer lines are counted as corrupt without being held in
 _MAX_SKIPPED_LINES = 20  # skipped line numbers remembered per pass
 _OVERSIZE = "\x00oversize"  # stands in for a line longer than _MAX_LINE (never valid JSON)
 _DEDUPE_WINDOW = 1024  # rows a BudgetTracker remembers for matching record() calls
+# summarize() splits a log at least this large among processes (below it, starting one costs
+# more than it saves); at most this many, the calling process being one of them.
+_PARALLEL_MIN_BYTES = 64 << 20
+_MAX_PROCESSES = 4
+# Overrides _PARALLEL_MIN_BYTES (a number of bytes), read at each call: a tuning knob, and how
+# tests make summarize() split small logs.
+PARALLEL_MIN_BYTES_ENV = "DRAHT_SUMMARY_PARALLEL_MIN_BYTES"
+_WORKER_MODULE = "draht_router._summary_worker"
+# How long summarize() waits for its workers after reading its own range, at least.
+_WORKER_WAIT_SECONDS = 30.0
 
 _REQUIRED = ("timestamp", "role", "provider", "model", "inputTokens", "outputTokens",
              "estimatedCostUsd", "sessionId")
@@ -357,11 +371,12 @@ def write_failures() -> int:
 
 
 class _PassStats:
-    """Counters of one pass over the log."""
+    """Counters of one pass over the log (or over a range of its lines)."""
 
-    __slots__ = ("rows", "skipped", "skipped_lines")
+    __slots__ = ("lines", "rows", "skipped", "skipped_lines")
 
     def __init__(self) -> None:
+        self.lines = 0  # lines read so far (kept by _iter_rows only)
         self.rows = 0
         self.skipped = 0
         self.skipped_lines: list[int] = []
@@ -372,16 +387,23 @@ class _PassStats:
             self.skipped_lines.append(lineno)
 
 
-def _iter_blocks(fh: IO[bytes]) -> Iterator[str]:
-    """The text of ``fh`` in runs of whole lines (about 1 MiB each, no final newline).
+def _iter_blocks(fh: IO[bytes], start: int = 0, end: int | None = None) -> Iterator[str]:
+    """The text of bytes ``[start, end)`` of ``fh`` (to its end when ``end`` is None) in runs
+    of whole lines (about 1 MiB each, no final newline).
 
     Bytes that are not UTF-8 are replaced; a line longer than 1 MiB is replaced by a marker
-    that is never a row.
+    that is never a row. ``start`` should be the start of a line and ``end`` that of another.
     """
+    fh.seek(start)
+    left = None if end is None else max(end - start, 0)
     tail = b""
     oversize = False  # inside a line too long to keep
     while True:
-        block = fh.read(_BLOCK_SIZE)
+        if left is None:
+            block = fh.read(_BLOCK_SIZE)
+        else:
+            block = fh.read(min(_BLOCK_SIZE, left)) if left else b""
+            left -= len(block)
         if not block:
             break
         if oversize:
@@ -391,17 +413,17 @@ def _iter_blocks(fh: IO[bytes]) -> Iterator[str]:
             oversize = False
             yield _OVERSIZE
             block = block[first + 1 :]
-        end = block.rfind(b"\n")
-        if end < 0:
+        cut = block.rfind(b"\n")
+        if cut < 0:
             tail += block
             if len(tail) > _MAX_LINE:
                 tail, oversize = b"", True
             continue
         if tail:
             block = tail + block
-            end += len(tail)
-        tail = block[end + 1 :]
-        yield block[:end].decode("utf-8", "replace")
+            cut += len(tail)
+        tail = block[cut + 1 :]
+        yield block[:cut].decode("utf-8", "replace")
     if oversize:
         yield _OVERSIZE
     elif tail:
@@ -534,18 +556,18 @@ def _parse_lines(
 
 
 def _iter_rows(
-    path: Path, stats: _PassStats, fields: tuple[int, ...] = _ALL_FIELDS
+    fh: IO[bytes],
+    stats: _PassStats,
+    fields: tuple[int, ...] = _ALL_FIELDS,
+    start: int = 0,
+    end: int | None = None,
 ) -> Iterator[list[_RawRow]]:
-    """The rows of the log at ``path`` as text ``fields``, a block at a time."""
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with fh:
-        lineno = 1
-        for text in _iter_blocks(fh):
-            yield _parse_block(text, lineno, stats, fields)
-            lineno += text.count("\n") + 1
+    """The rows in bytes ``[start, end)`` of the log open as ``fh`` as text ``fields``, a
+    block at a time; line numbers count from ``start`` and ``stats.lines`` counts the lines."""
+    for text in _iter_blocks(fh, start, end):
+        lines = text.count("\n") + 1
+        yield _parse_block(text, stats.lines + 1, stats, fields)
+        stats.lines += lines
 
 
 def _core(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, int, int, float, str] | None:
@@ -826,23 +848,90 @@ def summarize(
     :func:`parse_time_bound`; an ``until`` that is a bare date includes that day). Rows whose
     timestamp cannot be read fall in day ``unknown`` and outside any bound. ``role`` and
     ``session`` keep only that role's or session's rows. Raises ValueError for another ``by``.
+
+    A log of 64 MiB or more (``$DRAHT_SUMMARY_PARALLEL_MIN_BYTES`` sets another size) is split
+    among up to 4 processes when there are CPUs for them: the calling one and workers that run
+    ``python -m draht_router._summary_worker`` with this interpreter. Workers import nothing
+    of the calling program, so a script needs no ``if __name__ == "__main__":`` guard. A part
+    no worker reads (none can start, one fails or is too slow) is read by the calling process;
+    the result is the same either way.
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"cannot summarize by {by!r}; choose one of: {', '.join(SUMMARY_KEYS)}")
     now = datetime.now(_UTC)
     low = parse_time_bound(since, now=now) if since is not None else None
     high = _until_bound(until, now) if until is not None else None
+    kind = SUMMARY_KEYS.index(by)
+    path = _resolve(log_path)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        parts: list[_Part] = []
+    else:
+        with fh:
+            parts = _summarize_parallel(fh, path, kind, role, session, low, high) or [
+                _summarize_range(fh, 0, None, kind, role, session, low, high)
+            ]
+
+    groups: dict[str, list[Any]] = {}
+    rows = skipped = 0
+    skipped_lines: list[int] = []
+    first_line = 0  # lines before the range being merged
+    for part_groups, part_rows, part_skipped, part_skipped_lines, part_lines in parts:
+        for key, acc in part_groups.items():
+            merged = groups.get(key)
+            if merged is None:
+                groups[key] = acc
+            else:
+                for i in range(5):
+                    merged[i] += acc[i]
+        rows += part_rows
+        skipped += part_skipped
+        skipped_lines.extend(first_line + lineno for lineno in part_skipped_lines)
+        first_line += part_lines
+
+    ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
+    result = {key: _totals(*acc) for key, acc in ordered}
+    grand = [sum(acc[i] for acc in groups.values()) for i in range(5)]
+    return CostSummary(
+        result,
+        by=by,
+        total=_totals(float(grand[0]), *grand[1:]),
+        rows=rows,
+        skipped=skipped,
+        skipped_lines=skipped_lines[:_MAX_SKIPPED_LINES],
+    )
+
+
+# What one range of the log adds up to: (group key -> [cost, input, output, reasoning, calls],
+# rows, skipped lines, the first 20 skipped line numbers counted from the range's first line,
+# lines in the range).
+_Part = tuple[dict[str, list[Any]], int, int, list[int], int]
+
+
+def _summarize_range(
+    fh: IO[bytes],
+    start: int,
+    end: int | None,
+    kind: int,
+    role: str | None,
+    session: str | None,
+    low: datetime | None,
+    high: datetime | None,
+) -> _Part:
+    """The totals of bytes ``[start, end)`` of the log open as ``fh`` for :func:`summarize`.
+
+    ``kind`` indexes :data:`SUMMARY_KEYS`; ``role``, ``session``, ``low`` and ``high`` are
+    summarize's filters (None: no filter).
+    """
     low_s = _format_timestamp(low) if low else None
     high_s = _format_timestamp(high) if high else None
     bounded = low is not None or high is not None
-
-    kind = SUMMARY_KEYS.index(by)
     filtered = bounded or role is not None or session is not None
     stats = _PassStats()
     groups: dict[str, list[Any]] = {}
-    path = _resolve(log_path)
     if kind == 0 and not filtered:  # the common case, with fewer fields to capture
-        for rows in _iter_rows(path, stats, _ROLE_FIELDS):
+        for rows in _iter_rows(fh, stats, _ROLE_FIELDS, start, end):
             for key, inp, out, reasoning, cost in rows:
                 acc = groups.get(key)
                 if acc is None:
@@ -854,7 +943,7 @@ def summarize(
                     acc[3] += int(reasoning)
                 acc[4] += 1
     else:
-        for rows in _iter_rows(path, stats):
+        for rows in _iter_rows(fh, stats, _ALL_FIELDS, start, end):
             for ts, row_role, provider, model, inp, out, reasoning, cost, row_session in rows:
                 if filtered and (
                     (role is not None and row_role != role)
@@ -879,18 +968,291 @@ def summarize(
                 if reasoning:
                     acc[3] += int(reasoning)
                 acc[4] += 1
+    return groups, stats.rows, stats.skipped, stats.skipped_lines, stats.lines
 
-    ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
-    result = {key: _totals(*acc) for key, acc in ordered}
-    grand = [sum(acc[i] for acc in groups.values()) for i in range(5)]
-    return CostSummary(
-        result,
-        by=by,
-        total=_totals(float(grand[0]), *grand[1:]),
-        rows=stats.rows,
-        skipped=stats.skipped,
-        skipped_lines=list(stats.skipped_lines),
+
+class _ReplacedLogError(Exception):
+    """The log a worker opened is not the file the caller opened."""
+
+
+class _WorkerMismatchError(Exception):
+    """A worker process imported another copy of this module than its caller."""
+
+
+def _summarize_range_worker(
+    path: str,
+    identity: tuple[int, int],
+    start: int,
+    end: int | None,
+    kind: int,
+    role: str | None,
+    session: str | None,
+    low: datetime | None,
+    high: datetime | None,
+) -> _Part:
+    """:func:`_summarize_range` run in a worker process on the log at ``path``.
+
+    Raises _ReplacedLogError when that file's (device, inode) is not ``identity``.
+    """
+    with open(path, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if (info.st_dev, info.st_ino) != identity:  # rotated or replaced since the caller read it
+            raise _ReplacedLogError(path)
+        return _summarize_range(fh, start, end, kind, role, session, low, high)
+
+
+def _cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _parallel_min_bytes() -> int:
+    """The size from which summarize() splits a log: ``$DRAHT_SUMMARY_PARALLEL_MIN_BYTES``
+    when it is a whole number of bytes (0 or more), else :data:`_PARALLEL_MIN_BYTES`."""
+    raw = os.environ.get(PARALLEL_MIN_BYTES_ENV, "").strip()
+    if raw.isdigit():
+        return int(raw)
+    return _PARALLEL_MIN_BYTES
+
+
+def _split_ranges(fh: IO[bytes], size: int, count: int) -> list[tuple[int, int | None]]:
+    """At most ``count`` byte ranges of about equal size covering the file ``fh`` of ``size``
+    bytes, each made of whole lines; the last one ends at the end of the file (None)."""
+    starts = [0]
+    for i in range(1, count):
+        point = max(size * i // count, starts[-1] + 1)
+        # The next line starts after the first newline at or after byte point - 1.
+        fh.seek(point - 1)
+        offset = point - 1
+        while True:
+            block = fh.read(_BLOCK_SIZE)
+            if not block:
+                offset = size  # no newline to the end: the last range takes the rest
+                break
+            newline = block.find(b"\n")
+            if newline >= 0:
+                offset += newline + 1
+                break
+            offset += len(block)
+        if offset >= size:
+            break
+        starts.append(offset)
+    ends: list[int | None] = [*starts[1:], None]
+    return list(zip(starts, ends, strict=True))
+
+
+def _summarize_parallel(
+    fh: IO[bytes],
+    path: Path,
+    kind: int,
+    role: str | None,
+    session: str | None,
+    low: datetime | None,
+    high: datetime | None,
+) -> list[_Part] | None:
+    """The parts of a large log summarised by this process and worker processes, in file
+    order; None when the log is small, there is one CPU or no worker process can start.
+
+    A range whose worker fails in any way (it does not start, exits with an error, writes no
+    result or takes too long) is read by this process instead.
+    """
+    info = os.fstat(fh.fileno())
+    if info.st_size < _parallel_min_bytes():
+        return None
+    count = min(_cpu_count(), _MAX_PROCESSES)
+    if count < 2:
+        return None
+    command = _worker_command()
+    if command is None:
+        return None
+    ranges = _split_ranges(fh, info.st_size, count)
+    if len(ranges) < 2:
+        return None
+    filters = (kind, role, session, low, high)
+    # Absolute: a worker runs in another directory.
+    where = os.path.abspath(path)
+    identity = (info.st_dev, info.st_ino)
+    workers: list[subprocess.Popen[bytes] | None] = []
+    try:
+        for start, end in ranges[1:]:
+            job = _job_line(where, identity, start, end, *filters)
+            workers.append(_start_worker(command, job))
+        # This process takes the first range while the workers start and read the others.
+        began = time.monotonic()
+        parts = [_summarize_range(fh, ranges[0][0], ranges[0][1], *filters)]
+        # The workers' ranges are as large as this one: one that takes several times as long
+        # is stuck, and this process reads its range sooner than it would finish.
+        done = time.monotonic()
+        deadline = done + max(_WORKER_WAIT_SECONDS, 3 * (done - began))
+        for worker, (start, end) in zip(workers, ranges[1:], strict=True):
+            part = _worker_result(worker, deadline) if worker is not None else None
+            parts.append(part or _summarize_range(fh, start, end, *filters))
+        return parts
+    finally:
+        for worker in workers:
+            if worker is not None:
+                _stop_worker(worker)
+
+
+def _worker_command() -> list[str] | None:
+    """The command that starts a worker process (``python -m draht_router._summary_worker``
+    with this interpreter and its isolation flags); None where no worker can start."""
+    if getattr(sys, "frozen", False):
+        return None  # a frozen application's executable is the application, not Python
+    executable = sys.executable
+    name = os.path.basename(executable or "").lower()
+    # Embedded interpreters (uWSGI, mod_wsgi, ...) name their host program here: running that
+    # would start the host again, not Python.
+    if "python" not in name and "pypy" not in name:
+        return None
+    flags = sys.flags
+    options: list[str] = []
+    if flags.isolated:
+        options.append("-I")
+    else:
+        # The worker finds this package as the caller did: same environment, same site
+        # settings. No -I here: it would also drop PYTHONPATH and the user site directory,
+        # where the package may be installed.
+        if flags.ignore_environment:
+            options.append("-E")
+        if flags.no_user_site:
+            options.append("-s")
+        if sys.version_info >= (3, 11):
+            # -m would put the working directory first on sys.path, so a file there named
+            # like a module the worker imports (json.py, ...) would run in it.
+            options.append("-P")
+    if flags.no_site:
+        options.append("-S")
+    return [executable, *options, "-m", _WORKER_MODULE]
+
+
+def _start_worker(command: list[str], job: bytes) -> subprocess.Popen[bytes] | None:
+    """A worker process started with ``command`` and given ``job``; None when it cannot be."""
+    import subprocess  # here: most summaries start no process
+
+    try:
+        worker = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            # Before Python 3.11 there is no -P: this package's own folder is the one whose
+            # modules -m may put first on sys.path without shadowing anything the worker uses.
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+    except Exception:  # noqa: BLE001 - no executable, no permission, no processes left, ...
+        return None
+    try:
+        # Left open: the worker reads one line, and communicate() closes it later.
+        worker.stdin.write(job)  # type: ignore[union-attr]
+        worker.stdin.flush()  # type: ignore[union-attr]
+    except OSError:  # the worker exited already
+        _stop_worker(worker)
+        return None
+    return worker
+
+
+def _worker_result(worker: subprocess.Popen[bytes], deadline: float) -> _Part | None:
+    """What ``worker`` found, waiting for it until ``deadline`` (time.monotonic()); None when
+    it failed, refused its job or did not finish in time."""
+    import subprocess
+
+    try:
+        out, _err = worker.communicate(timeout=max(deadline - time.monotonic(), 0.05))
+    except (subprocess.TimeoutExpired, OSError, ValueError):
+        _stop_worker(worker)  # now: its CPU is better spent on this process reading its range
+        return None
+    if worker.returncode != 0:
+        return None
+    return _part_from_output(out)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """End ``worker`` if it still runs, close its pipes and reap it."""
+    try:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    except Exception:  # noqa: BLE001 - cleanup must not hide the summary or the real error
+        pass
+
+
+def _module_file() -> str:
+    return os.path.realpath(__file__)
+
+
+def _job_line(
+    path: str,
+    identity: tuple[int, int],
+    start: int,
+    end: int | None,
+    kind: int,
+    role: str | None,
+    session: str | None,
+    low: datetime | None,
+    high: datetime | None,
+) -> bytes:
+    """A worker's job: what :func:`_summarize_range_worker` takes, as one line of JSON."""
+    job = {
+        "path": path,
+        "device": identity[0],
+        "inode": identity[1],
+        "start": start,
+        "end": end,
+        "by": SUMMARY_KEYS[kind],
+        "role": role,
+        "session": session,
+        "since": low.isoformat() if low is not None else None,
+        "until": high.isoformat() if high is not None else None,
+        "module": _module_file(),
+    }
+    return json.dumps(job).encode("ascii") + b"\n"
+
+
+def _run_job(line: bytes) -> bytes:
+    """In a worker process: the result line of the job ``line`` (see :func:`_job_line`).
+
+    Raises _ReplacedLogError when the log is not the caller's file any more, and
+    _WorkerMismatchError when the caller imported another copy of this module (whose reading
+    rules may differ).
+    """
+    job = json.loads(line)
+    if job["module"] != _module_file():
+        raise _WorkerMismatchError(job["module"])
+    low = datetime.fromisoformat(job["since"]) if job["since"] is not None else None
+    high = datetime.fromisoformat(job["until"]) if job["until"] is not None else None
+    groups, rows, skipped, skipped_lines, lines = _summarize_range_worker(
+        job["path"], (job["device"], job["inode"]), job["start"], job["end"],
+        SUMMARY_KEYS.index(job["by"]), job["role"], job["session"], low, high,
     )
+    # json writes a float as its repr, which reads back as the very same float.
+    result = {"groups": groups, "rows": rows, "skipped": skipped,
+              "skipped_lines": skipped_lines, "lines": lines}
+    return json.dumps(result, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def _part_from_output(out: bytes) -> _Part | None:
+    """The part in the last line a worker wrote (see :func:`_run_job`); None when that line
+    is not one."""
+    try:
+        result = json.loads(out.rstrip().rpartition(b"\n")[2])
+        groups = result["groups"]
+        skipped_lines = result["skipped_lines"]
+        counts = (result["rows"], result["skipped"], result["lines"])
+    except (ValueError, RecursionError, TypeError, KeyError):
+        return None
+    if type(groups) is not dict or type(skipped_lines) is not list:
+        return None
+    if any(type(n) is not int for n in (*counts, *skipped_lines)):
+        return None
+    for acc in groups.values():
+        if (type(acc) is not list or len(acc) != 5 or type(acc[0]) is not float
+                or any(type(n) is not int for n in acc[1:])):
+            return None
+    return groups, counts[0], counts[1], skipped_lines, counts[2]
 
 
 # --------------------------------------------------------------------------- prices

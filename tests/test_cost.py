@@ -6,7 +6,10 @@ import json
 import multiprocessing
 import os
 import re
+import subprocess
+import sys
 import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -514,3 +517,290 @@ def test_rows_with_unusable_numbers_are_skipped(tmp_path):
     assert len(list(log)) == 1 and log.skipped == 5
     with pytest.raises(ValueError, match="finite"):
         CostEntry.from_json_dict({**good, "estimatedCostUsd": float("inf")})
+
+
+# --------------------------------------------------------------------------- parallel summaries
+
+
+def _varied_lines(count: int) -> list[str]:
+    """Cost-log lines of every shape the reader accepts, with corrupt lines among them."""
+    roles = ("architect", "implement", "quick", "review")
+    models = (("anthropic", "claude-sonnet-4-6"), ("openai", "gpt-5"), ("google", "gemini"))
+    lines = []
+    for i in range(count):
+        provider, model = models[i % 3]
+        row = entry(
+            timestamp=f"2026-12-{1 + i % 5:02d}T{i % 24:02d}:{i % 60:02d}:00.000Z",
+            role=roles[i % 4], provider=provider, model=model, input_tokens=100 + i,
+            output_tokens=10 + i % 37, reasoning_tokens=i % 11 if i % 2 else 0,
+            estimated_cost_usd=round((i * 7919 % 1000) / 1e4 + i / 1e6, 8),
+            session_id=f"s{i % 7}", task_type="code" if i % 3 == 0 else None,
+        ).to_json_dict()
+        if i % 13 == 5:
+            lines.append("not json" if i % 2 else '{"role":"implement"}')
+        elif i % 17 == 3:
+            lines.append(json.dumps(row))  # spaces: read by json.loads
+        elif i % 29 == 7:
+            lines.append(json.dumps({**row, "timestamp": f"2026-12-0{1 + i % 5}T10:00:00+00:00"}))
+        elif i % 31 == 9:
+            lines.append(json.dumps({**row, "timestamp": "sometime"}, separators=(",", ":")))
+        elif i % 19 == 0:
+            lines.append("")
+        else:
+            lines.append(json.dumps(row, separators=(",", ":")))
+    return lines
+
+
+def _single(monkeypatch, *args, **kwargs) -> CostSummary:
+    """summarize() in this process alone."""
+    with monkeypatch.context() as patch:
+        patch.setattr(cost, "_PARALLEL_MIN_BYTES", 1 << 62)
+        patch.delenv(cost.PARALLEL_MIN_BYTES_ENV, raising=False)
+        return summarize(*args, **kwargs)
+
+
+def assert_same_summary(got: CostSummary, want: CostSummary) -> None:
+    """Equal summaries, costs up to the order they were added in."""
+    assert list(got) == list(want) and got.by == want.by
+    for key, totals in [*want.items(), ("(total)", want.total)]:
+        other = got.total if key == "(total)" else got[key]
+        assert other["total_cost"] == pytest.approx(totals["total_cost"], rel=1e-12, abs=1e-12)
+        assert {**other, "total_cost": 0} == {**totals, "total_cost": 0}
+    assert (got.rows, got.skipped, got.skipped_lines) == (
+        want.rows, want.skipped, want.skipped_lines)
+
+
+@pytest.fixture
+def parallel(monkeypatch) -> list[int | None]:
+    """Makes summarize() split every log among up to 4 processes; lists the ranges of each
+    call (None: it read the log alone)."""
+    used: list[int | None] = []
+    real = cost._summarize_parallel
+
+    def spy(*args):
+        parts = real(*args)
+        used.append(None if parts is None else len(parts))
+        return parts
+
+    monkeypatch.setattr(cost, "_summarize_parallel", spy)
+    monkeypatch.setenv(cost.PARALLEL_MIN_BYTES_ENV, "0")
+    monkeypatch.setattr(cost, "_cpu_count", lambda: 4)
+    return used
+
+
+def test_parallel_summary_equals_single_process_one(tmp_path, monkeypatch, parallel):
+    path = tmp_path / "log.jsonl"
+    lines = _varied_lines(480)
+    write_lines(path, *lines)
+    with open(path, "rb") as fh:
+        ranges = cost._split_ranges(fh, path.stat().st_size, 4)
+    assert len(ranges) == 4
+    # Corrupt the last line before and the first line after each range boundary, keeping
+    # every byte offset (so the ranges) as it was.
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line.encode()) + 1)
+    boundary_lines = []
+    for start, _end in ranges[1:]:
+        index = offsets.index(start)  # line number index + 1 starts the range
+        boundary_lines += [index, index + 1]
+        for i in (index - 1, index):
+            lines[i] = "#" * max(len(lines[i]), 1)
+    path.write_text("".join(line + "\n" for line in lines) + TS_ROW[:50])  # a cut-off last row
+    with open(path, "rb") as fh:
+        assert cost._split_ranges(fh, path.stat().st_size, 4) == ranges
+
+    calls = [
+        ("role", {}), ("model", {}), ("session", {}), ("day", {}),
+        ("day", {"since": "2026-12-02", "until": "2026-12-04"}),
+        ("model", {"role": "implement", "since": "2026-12-02T05:00:00.25Z"}),
+        ("session", {"session": "s3", "until": date(2026, 12, 3)}),
+    ]
+    results = []
+    for by, filters in calls:
+        want = _single(monkeypatch, by, log_path=path, **filters)
+        results.append(summarize(by, log_path=path, **filters))
+        assert_same_summary(results[-1], want)
+    assert parallel == [None, 4] * len(calls)
+
+    bad = [n for n, line in enumerate(lines, 1)
+           if line.startswith("#") or line in ("not json", '{"role":"implement"}')]
+    bad.append(len(lines) + 1)  # the cut-off last row
+    assert set(boundary_lines) <= set(bad)
+    whole = results[0]
+    assert whole.skipped == len(bad) > 20
+    assert whole.skipped_lines == bad[:20] and bad[19] > offsets.index(ranges[1][0])
+    assert whole.rows + whole.skipped == sum(1 for line in lines if line) + 1
+
+
+def test_parallel_summary_of_fewer_lines_than_processes(tmp_path, monkeypatch, parallel):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"")
+    assert summarize("role", log_path=path) == {}
+    write_lines(path, TS_ROW)
+    one_line = summarize("model", log_path=path)
+    assert one_line.total["calls"] == 1
+    write_lines(path, "junk")
+    two_lines = summarize("model", log_path=path)
+    assert_same_summary(two_lines, _single(monkeypatch, "model", log_path=path))
+    assert (two_lines.rows, two_lines.skipped, two_lines.skipped_lines) == (1, 1, [2])
+    assert parallel == [None, None, 2, None]  # a range per line at most
+
+
+def test_worker_result_is_the_in_process_part_exactly(tmp_path):
+    """A real worker process: same groups, counts and float bits as reading in-process."""
+    path = tmp_path / "log.jsonl"
+    write_lines(path, *_varied_lines(200), json.dumps({**json.loads(TS_ROW),
+                "role": "r\u00e9le \ud83d\ude00", "estimatedCostUsd": 0.1 + 0.2}))
+    info = path.stat()
+    command = cost._worker_command()
+    assert command is not None and command[-2:] == ["-m", "draht_router._summary_worker"]
+    filters = (1, None, None, datetime(2026, 12, 2, 0, 0, 0, 250, tzinfo=UTC), None)
+    with open(path, "rb") as fh:
+        start = cost._split_ranges(fh, info.st_size, 2)[1][0]
+        want = cost._summarize_range(fh, start, None, *filters)
+        whole = cost._summarize_range(fh, 0, None, 0, None, None, None, None)
+    assert want[2] > 0  # some skipped lines, numbered from the range's first line
+    jobs = [(start, None, *filters), (0, None, 0, None, None, None, None)]
+    workers = [cost._start_worker(command, cost._job_line(
+        str(path), (info.st_dev, info.st_ino), *job)) for job in jobs]
+    got = [cost._worker_result(worker, time.monotonic() + 30) for worker in workers]
+    for worker in workers:
+        cost._stop_worker(worker)
+    assert got == [want, whole]
+    assert [acc[0].hex() for acc in got[1][0].values()] == [
+        acc[0].hex() for acc in whole[0].values()]
+
+
+@pytest.mark.parametrize("how", ["missing", "not-executable", "exit", "garbage", "shape", "slow"])
+def test_parallel_summary_reads_a_failed_workers_range_itself(
+    tmp_path, monkeypatch, parallel, how
+):
+    path = tmp_path / "log.jsonl"
+    write_lines(path, *_varied_lines(60))
+    want = _single(monkeypatch, "session", since="2026-12-02", log_path=path)
+    drain = "import sys; sys.stdin.readline(); "
+    good = json.dumps({"groups": {}, "rows": 0, "skipped": 0, "skipped_lines": [], "lines": 0})
+    commands = {
+        "missing": [str(tmp_path / "no-such-python")],
+        "exit": [sys.executable, "-c", drain + f"print({good!r}); sys.exit(1)"],
+        "garbage": [sys.executable, "-c", drain + "print('{\"groups\": not json')"],
+        "shape": [sys.executable, "-c", drain + "print('{\"groups\": {\"x\": [1, 2]}}')"],
+        "slow": [sys.executable, "-c", drain + "import time; time.sleep(30)"],
+    }
+    if how == "not-executable":
+        python = tmp_path / "python3"
+        python.write_text("")
+        python.chmod(0o644)
+        monkeypatch.setattr(sys, "executable", str(python))
+    else:
+        monkeypatch.setattr(cost, "_worker_command", lambda: commands[how])
+    monkeypatch.setattr(cost, "_WORKER_WAIT_SECONDS", 0.3)
+    started, results = [], []
+    start_worker, worker_result = cost._start_worker, cost._worker_result
+    monkeypatch.setattr(cost, "_start_worker", lambda *a: started.append(start_worker(*a))
+                        or started[-1])
+    monkeypatch.setattr(cost, "_worker_result", lambda *a: results.append(worker_result(*a))
+                        or results[-1])
+    got = summarize("session", since="2026-12-02", log_path=path)
+    assert_same_summary(got, want)
+    if how in ("missing", "not-executable"):
+        assert started == [None] * 3 and results == []
+    else:
+        assert None not in started and results == [None] * 3
+        assert all(worker.returncode is not None for worker in started)  # reaped
+    # Split (the first None is _single's call), this process reading what no worker did.
+    assert parallel == [None, 4]
+
+
+def test_parallel_summary_not_started_without_a_python_to_run(tmp_path, monkeypatch, parallel):
+    path = tmp_path / "log.jsonl"
+    write_lines(path, *_varied_lines(40))
+    want = _single(monkeypatch, "day", log_path=path)
+    python = sys.executable
+    for executable in ("", "/usr/sbin/uwsgi"):  # none, or that of a program embedding Python
+        monkeypatch.setattr(sys, "executable", executable)
+        assert_same_summary(summarize("day", log_path=path), want)
+    monkeypatch.setattr(sys, "executable", python)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # as PyInstaller sets it
+    assert_same_summary(summarize("day", log_path=path), want)
+    assert parallel == [None] * 4  # _single's call and three that did not split
+
+
+def test_parallel_worker_refuses_a_replaced_log(tmp_path, monkeypatch, parallel):
+    path = tmp_path / "log.jsonl"
+    write_lines(path, *_varied_lines(40))
+    info = path.stat()
+    rows = cost._summarize_range_worker(
+        str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None)
+    assert rows == cost._summarize_range(open(path, "rb"), 0, None, 0, None, None, None, None)
+    with pytest.raises(cost._ReplacedLogError):
+        cost._summarize_range_worker(
+            str(path), (info.st_dev, info.st_ino + 1), 0, None, 0, None, None, None, None)
+
+    # A worker that finds another file at the path refuses its job, and summarize() reads
+    # that range itself.
+    real_job_line = cost._job_line
+
+    def replaced(path, identity, *rest):
+        return real_job_line(path, (identity[0], identity[1] + 1), *rest)
+
+    monkeypatch.setattr(cost, "_job_line", replaced)
+    worker = cost._start_worker(cost._worker_command(), replaced(
+        str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None))
+    assert cost._worker_result(worker, time.monotonic() + 30) is None
+    assert worker.returncode == 3
+    assert_same_summary(summarize("role", log_path=path), _single(monkeypatch, "role",
+                                                                   log_path=path))
+    assert parallel == [4, None]
+
+
+def test_parallel_min_bytes_knob(monkeypatch):
+    monkeypatch.delenv(cost.PARALLEL_MIN_BYTES_ENV, raising=False)
+    assert cost._parallel_min_bytes() == 64 << 20
+    for value, want in [("0", 0), (" 1048576 ", 1 << 20), ("-1", 64 << 20), ("1e6", 64 << 20),
+                        ("", 64 << 20)]:
+        monkeypatch.setenv(cost.PARALLEL_MIN_BYTES_ENV, value)
+        assert cost._parallel_min_bytes() == want
+
+
+_UNGUARDED_SCRIPT = """
+import json, sys
+from draht_router import cost
+
+# Top-level code with no __main__ guard: a worker that imported this file would run it again.
+with open(sys.argv[1], "a") as marker:
+    marker.write("ran\\n")
+cost._cpu_count = lambda: 4
+split = []
+real = cost._summarize_parallel
+cost._summarize_parallel = lambda *args: split.append(real(*args)) or split[-1]
+summary = cost.summarize("model", log_path=sys.argv[2])
+print(json.dumps([len(split[0]), dict(summary), summary.rows, summary.skipped_lines]))
+"""
+
+
+def test_parallel_summary_never_runs_the_callers_main_module_again(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    write_lines(log, *_varied_lines(80))
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    marker = tmp_path / "marker.txt"
+    env = {**os.environ, cost.PARALLEL_MIN_BYTES_ENV: "0"}
+    done = subprocess.run([sys.executable, str(script), str(marker), str(log)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    assert marker.read_text() == "ran\n"
+    processes, groups, rows, skipped_lines = json.loads(done.stdout)
+    want = _single(monkeypatch, "model", log_path=log)
+    assert processes == 4
+    assert (groups, rows, skipped_lines) == (dict(want), want.rows, want.skipped_lines)
+
+
+def test_summary_worker_imports_neither_litellm_nor_structlog():
+    code = ("import sys, draht_router._summary_worker; "
+            "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = done.stdout.split()
+    assert "draht_router" in loaded
+    assert not {"litellm", "structlog", "yaml", "multiprocessing", "concurrent"} & set(loaded)
