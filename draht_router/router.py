@@ -178,7 +178,9 @@ class _ChainRun:
         if delay:  # leaving this model: not back before the provider's Retry-After
             self.router.circuit.open_for(key, delay)
         reason = exc.reason if isinstance(exc, StreamFault) else type(exc).__name__
-        self._fall_over(exc, "cooldown" if opened else reason)
+        if opened:
+            reason += f"; skipped for {settings.cooldown:g}s after repeated failures"
+        self._fall_over(exc, reason)
 
     def _fits_context(self, ref: ModelRef) -> bool:
         window = model_map.context_window(ref.provider, ref.model)
