@@ -23,7 +23,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from draht_router import cost
+from draht_router import cost_workers
 from draht_router.cost import summarize
 
 try:
@@ -74,7 +74,7 @@ class _SplitProbe:
 
     def __init__(self) -> None:
         self.processes: list[int] = []
-        self._real = cost._summarize_parallel
+        self._real = cost_workers.summarize_parallel
 
     def __call__(self, *args, **kwargs):
         parts = self._real(*args, **kwargs)
@@ -82,11 +82,11 @@ class _SplitProbe:
         return parts
 
     def __enter__(self) -> _SplitProbe:
-        cost._summarize_parallel = self
+        cost_workers.summarize_parallel = self
         return self
 
     def __exit__(self, *exc) -> None:
-        cost._summarize_parallel = self._real
+        cost_workers.summarize_parallel = self._real
 
 
 def _worker_rss_mb() -> float:
@@ -132,7 +132,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.split_all:
-        os.environ[cost.PARALLEL_MIN_BYTES_ENV] = "0"
+        os.environ[cost_workers.PARALLEL_MIN_BYTES_ENV] = "0"
 
     with tempfile.TemporaryDirectory() as tmp:
         results = []

@@ -44,10 +44,10 @@ _EXPORTS: dict[str, str] = {
     "get_router": "router",
     "is_retryable_error": "policy",
     # cost
-    "COST_PER_MILLION_TOKENS": "cost",
-    "DEFAULT_RATES": "cost",
+    "COST_PER_MILLION_TOKENS": "pricing",
+    "DEFAULT_RATES": "pricing",
     "CostEntry": "cost",
-    "estimate_cost": "cost",
+    "estimate_cost": "pricing",
     "get_role_costs": "cost",
     "get_session_costs": "cost",
     "log_cost": "cost",
@@ -98,10 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
         validate_config,
     )
     from .cost import (
-        COST_PER_MILLION_TOKENS,
-        DEFAULT_RATES,
         CostEntry,
-        estimate_cost,
         get_role_costs,
         get_session_costs,
         log_cost,
@@ -118,5 +115,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     )
     from .extension import create_router_extension
     from .policy import is_retryable_error
+    from .pricing import COST_PER_MILLION_TOKENS, DEFAULT_RATES, estimate_cost
     from .roles import TASK_TYPES, explain_role, role_for_task
     from .router import ModelRouter, acompletion, completion, configure, get_router

@@ -752,7 +752,7 @@ def estimate_batch_cost(
     "total": {requests, input_tokens, output_tokens, cost_usd}}``.
     """
     from .config import ModelRef, load_config
-    from .cost import estimate_cost
+    from .pricing import estimate_cost
 
     config = config if config is not None else load_config()
     default_output = config.settings.batch_output_tokens

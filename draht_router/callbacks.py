@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import BudgetTracker
 from .config import ModelRef
-from .cost import BudgetTracker, CostEntry, default_log_path, estimate_cost, now_timestamp
+from .cost import CostEntry, default_log_path, now_timestamp
 from .cost import safe_log_cost as _safe_log_cost
 from .model_map import canonical_provider
+from .pricing import estimate_cost
 
 _PROCESS_SESSION_ID = uuid.uuid4().hex[:12]
 _CLAIMS_KEPT = 10_000  # call ids remembered so a late callback does not log twice

@@ -1,11 +1,12 @@
-"""The cost log: one JSON line per model call, the estimates that fill it, summaries, budgets.
+"""The cost log: one JSON line per model call, how it is written and read, and summaries of it.
 
 The log is JSON Lines shared with draht's TypeScript tools (camelCase keys). Rows are appended
 as single whole lines, so any number of threads and processes may write to one file. Reading
 streams the file and skips, counts and reports lines that are not rows.
 
-This module never imports LiteLLM: prices come from :mod:`draht_router.model_map`, which reads
-LiteLLM's price map file directly.
+Prices live in :mod:`draht_router.pricing`, budgets in :mod:`draht_router.budget` and the
+worker processes that summarise large logs in :mod:`draht_router.cost_workers`; the public
+names of the first two are still importable from here. This module never imports LiteLLM.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import functools
 import json
 import os
 import re
-import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -25,13 +23,11 @@ from math import isfinite
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from draht_router import model_map
-from draht_router.errors import BudgetExceededError
+# Re-exported: these lived here before pricing.py existed, and callers import them from here.
+from draht_router.pricing import COST_PER_MILLION_TOKENS, DEFAULT_RATES, estimate_cost
 
 if TYPE_CHECKING:
-    import subprocess
-
-    from draht_router.config import BudgetSettings
+    from draht_router.budget import BudgetTracker
 
 try:
     import fcntl as _fcntl
@@ -66,72 +62,11 @@ LOG_PATH_ENV = "DRAHT_COST_LOG"
 # Groupings accepted by summarize().
 SUMMARY_KEYS: tuple[str, ...] = ("role", "model", "session", "day")
 
-# Rough USD per million tokens by model family, for models LiteLLM's price map does not list.
-# A family matches where its name starts a word of the model name; the longest match wins.
-COST_PER_MILLION_TOKENS: dict[str, dict[str, float]] = {
-    # Anthropic
-    "claude-opus": {"input": 5.0, "output": 25.0},
-    "claude-sonnet": {"input": 3.0, "output": 15.0},
-    "claude-haiku": {"input": 1.0, "output": 5.0},
-    "opus": {"input": 15.0, "output": 75.0},
-    "sonnet": {"input": 3.0, "output": 15.0},
-    "haiku": {"input": 0.8, "output": 4.0},
-    "claude": {"input": 3.0, "output": 15.0},
-    # OpenAI
-    "gpt-5": {"input": 1.25, "output": 10.0},
-    "gpt-5-mini": {"input": 0.25, "output": 2.0},
-    "gpt-5-nano": {"input": 0.05, "output": 0.4},
-    "gpt-4.1": {"input": 2.0, "output": 8.0},
-    "gpt-4.1-mini": {"input": 0.4, "output": 1.6},
-    "gpt-4.1-nano": {"input": 0.1, "output": 0.4},
-    "gpt-4o": {"input": 2.5, "output": 10.0},
-    "gpt-4o-mini": {"input": 0.15, "output": 0.6},
-    "o1": {"input": 15.0, "output": 60.0},
-    "o1-mini": {"input": 1.1, "output": 4.4},
-    "o3": {"input": 2.0, "output": 8.0},
-    "o3-mini": {"input": 1.1, "output": 4.4},
-    "o4-mini": {"input": 1.1, "output": 4.4},
-    # Google
-    "gemini": {"input": 1.25, "output": 10.0},
-    "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
-    "gemini-2.5-flash": {"input": 0.3, "output": 2.5},
-    "gemini-2.5-flash-lite": {"input": 0.1, "output": 0.4},
-    "gemini-2.0-flash": {"input": 0.1, "output": 0.4},
-    "gemini-3-pro": {"input": 2.0, "output": 12.0},
-    # Open-weight and other vendors
-    "deepseek": {"input": 0.28, "output": 0.42},
-    "deepseek-r1": {"input": 0.55, "output": 2.19},
-    "llama": {"input": 0.2, "output": 0.6},
-    "mistral": {"input": 0.5, "output": 1.5},
-    "mistral-small": {"input": 0.1, "output": 0.3},
-    "mixtral": {"input": 0.7, "output": 0.7},
-    "codestral": {"input": 0.3, "output": 0.9},
-    "qwen": {"input": 0.4, "output": 1.2},
-    "qwen-max": {"input": 1.6, "output": 6.4},
-    "grok": {"input": 3.0, "output": 15.0},
-    "kimi": {"input": 0.6, "output": 2.5},
-    "glm": {"input": 0.6, "output": 2.2},
-}
-
-# USD per million tokens for a model neither the price map nor the family table knows.
-DEFAULT_RATES: dict[str, float] = {"input": 3.0, "output": 15.0}
-
 _UTC = timezone.utc
 _BLOCK_SIZE = 1 << 20  # bytes read per system call while streaming the log
 _MAX_LINE = 1 << 20  # longer lines are counted as corrupt without being held in memory
 _MAX_SKIPPED_LINES = 20  # skipped line numbers remembered per pass
 _OVERSIZE = "\x00oversize"  # stands in for a line longer than _MAX_LINE (never valid JSON)
-_DEDUPE_WINDOW = 1024  # rows a BudgetTracker remembers for matching record() calls
-# summarize() splits a log at least this large among processes (below it, starting one costs
-# more than it saves); at most this many, the calling process being one of them.
-_PARALLEL_MIN_BYTES = 64 << 20
-_MAX_PROCESSES = 4
-# Overrides _PARALLEL_MIN_BYTES (a number of bytes), read at each call: a tuning knob, and how
-# tests make summarize() split small logs.
-PARALLEL_MIN_BYTES_ENV = "DRAHT_SUMMARY_PARALLEL_MIN_BYTES"
-_WORKER_MODULE = "draht_router._summary_worker"
-# How long summarize() waits for its workers after reading its own range, at least.
-_WORKER_WAIT_SECONDS = 30.0
 
 _REQUIRED = ("timestamp", "role", "provider", "model", "inputTokens", "outputTokens",
              "estimatedCostUsd", "sessionId")
@@ -157,6 +92,16 @@ _EXTRAS = _FIELDS[9:]
 
 _write_failures = 0
 _write_failures_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    """``BudgetTracker``, from :mod:`draht_router.budget`, for code that imports it from here."""
+    # Looked up on first use: budget imports this module, so importing it above would be a cycle.
+    if name == "BudgetTracker":
+        from draht_router.budget import BudgetTracker
+
+        return BudgetTracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- rows
@@ -471,7 +416,6 @@ def _scan(
 # estimatedCostUsd, sessionId; a pattern captures a chosen subset of them, in that order.
 _ALL_FIELDS = (0, 1, 2, 3, 4, 5, 6, 7, 8)
 _ROLE_FIELDS = (1, 4, 5, 6, 7)  # what summarize(by="role") needs
-_BUDGET_FIELDS = (0, 1, 7, 8)  # what BudgetTracker needs
 _STR_BODY = r'[^"\\\x00-\x1f]*'
 # Token counts and costs are kept short enough to convert without overflow (longer numbers are
 # left to json.loads and _core); extras may hold any JSON number.
@@ -851,7 +795,7 @@ def summarize(
 
     A log of 64 MiB or more (``$DRAHT_SUMMARY_PARALLEL_MIN_BYTES`` sets another size) is split
     among up to 4 processes when there are CPUs for them: the calling one and workers that run
-    ``python -m draht_router._summary_worker`` with this interpreter. Workers import nothing
+    ``python -m draht_router.cost_workers`` with this interpreter. Workers import nothing
     of the calling program, so a script needs no ``if __name__ == "__main__":`` guard. A part
     no worker reads (none can start, one fails or is too slow) is read by the calling process;
     the result is the same either way.
@@ -868,8 +812,12 @@ def summarize(
     except FileNotFoundError:
         parts: list[_Part] = []
     else:
+        # Imported here, not at the top: it imports this module, and the many callers that
+        # only write rows need none of it.
+        from draht_router import cost_workers
+
         with fh:
-            parts = _summarize_parallel(fh, path, kind, role, session, low, high) or [
+            parts = cost_workers.summarize_parallel(fh, path, kind, role, session, low, high) or [
                 _summarize_range(fh, 0, None, kind, role, session, low, high)
             ]
 
@@ -969,590 +917,3 @@ def _summarize_range(
                     acc[3] += int(reasoning)
                 acc[4] += 1
     return groups, stats.rows, stats.skipped, stats.skipped_lines, stats.lines
-
-
-class _ReplacedLogError(Exception):
-    """The log a worker opened is not the file the caller opened."""
-
-
-class _WorkerMismatchError(Exception):
-    """A worker process imported another copy of this module than its caller."""
-
-
-def _summarize_range_worker(
-    path: str,
-    identity: tuple[int, int],
-    start: int,
-    end: int | None,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
-) -> _Part:
-    """:func:`_summarize_range` run in a worker process on the log at ``path``.
-
-    Raises _ReplacedLogError when that file's (device, inode) is not ``identity``.
-    """
-    with open(path, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if (info.st_dev, info.st_ino) != identity:  # rotated or replaced since the caller read it
-            raise _ReplacedLogError(path)
-        return _summarize_range(fh, start, end, kind, role, session, low, high)
-
-
-def _cpu_count() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def _parallel_min_bytes() -> int:
-    """The size from which summarize() splits a log: ``$DRAHT_SUMMARY_PARALLEL_MIN_BYTES``
-    when it is a whole number of bytes (0 or more), else :data:`_PARALLEL_MIN_BYTES`."""
-    raw = os.environ.get(PARALLEL_MIN_BYTES_ENV, "").strip()
-    if raw.isdigit():
-        return int(raw)
-    return _PARALLEL_MIN_BYTES
-
-
-def _split_ranges(fh: IO[bytes], size: int, count: int) -> list[tuple[int, int | None]]:
-    """At most ``count`` byte ranges of about equal size covering the file ``fh`` of ``size``
-    bytes, each made of whole lines; the last one ends at the end of the file (None)."""
-    starts = [0]
-    for i in range(1, count):
-        point = max(size * i // count, starts[-1] + 1)
-        # The next line starts after the first newline at or after byte point - 1.
-        fh.seek(point - 1)
-        offset = point - 1
-        while True:
-            block = fh.read(_BLOCK_SIZE)
-            if not block:
-                offset = size  # no newline to the end: the last range takes the rest
-                break
-            newline = block.find(b"\n")
-            if newline >= 0:
-                offset += newline + 1
-                break
-            offset += len(block)
-        if offset >= size:
-            break
-        starts.append(offset)
-    ends: list[int | None] = [*starts[1:], None]
-    return list(zip(starts, ends, strict=True))
-
-
-def _summarize_parallel(
-    fh: IO[bytes],
-    path: Path,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
-) -> list[_Part] | None:
-    """The parts of a large log summarised by this process and worker processes, in file
-    order; None when the log is small, there is one CPU or no worker process can start.
-
-    A range whose worker fails in any way (it does not start, exits with an error, writes no
-    result or takes too long) is read by this process instead.
-    """
-    info = os.fstat(fh.fileno())
-    if info.st_size < _parallel_min_bytes():
-        return None
-    count = min(_cpu_count(), _MAX_PROCESSES)
-    if count < 2:
-        return None
-    command = _worker_command()
-    if command is None:
-        return None
-    ranges = _split_ranges(fh, info.st_size, count)
-    if len(ranges) < 2:
-        return None
-    filters = (kind, role, session, low, high)
-    # Absolute: a worker runs in another directory.
-    where = os.path.abspath(path)
-    identity = (info.st_dev, info.st_ino)
-    workers: list[subprocess.Popen[bytes] | None] = []
-    try:
-        for start, end in ranges[1:]:
-            job = _job_line(where, identity, start, end, *filters)
-            workers.append(_start_worker(command, job))
-        # This process takes the first range while the workers start and read the others.
-        began = time.monotonic()
-        parts = [_summarize_range(fh, ranges[0][0], ranges[0][1], *filters)]
-        # The workers' ranges are as large as this one: one that takes several times as long
-        # is stuck, and this process reads its range sooner than it would finish.
-        done = time.monotonic()
-        deadline = done + max(_WORKER_WAIT_SECONDS, 3 * (done - began))
-        for worker, (start, end) in zip(workers, ranges[1:], strict=True):
-            part = _worker_result(worker, deadline) if worker is not None else None
-            parts.append(part or _summarize_range(fh, start, end, *filters))
-        return parts
-    finally:
-        for worker in workers:
-            if worker is not None:
-                _stop_worker(worker)
-
-
-def _worker_command() -> list[str] | None:
-    """The command that starts a worker process (``python -m draht_router._summary_worker``
-    with this interpreter and its isolation flags); None where no worker can start."""
-    if getattr(sys, "frozen", False):
-        return None  # a frozen application's executable is the application, not Python
-    executable = sys.executable
-    name = os.path.basename(executable or "").lower()
-    # Embedded interpreters (uWSGI, mod_wsgi, ...) name their host program here: running that
-    # would start the host again, not Python.
-    if "python" not in name and "pypy" not in name:
-        return None
-    flags = sys.flags
-    options: list[str] = []
-    if flags.isolated:
-        options.append("-I")
-    else:
-        # The worker finds this package as the caller did: same environment, same site
-        # settings. No -I here: it would also drop PYTHONPATH and the user site directory,
-        # where the package may be installed.
-        if flags.ignore_environment:
-            options.append("-E")
-        if flags.no_user_site:
-            options.append("-s")
-        if sys.version_info >= (3, 11):
-            # -m would put the working directory first on sys.path, so a file there named
-            # like a module the worker imports (json.py, ...) would run in it.
-            options.append("-P")
-    if flags.no_site:
-        options.append("-S")
-    return [executable, *options, "-m", _WORKER_MODULE]
-
-
-def _start_worker(command: list[str], job: bytes) -> subprocess.Popen[bytes] | None:
-    """A worker process started with ``command`` and given ``job``; None when it cannot be."""
-    import subprocess  # here: most summaries start no process
-
-    try:
-        worker = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            # Before Python 3.11 there is no -P: this package's own folder is the one whose
-            # modules -m may put first on sys.path without shadowing anything the worker uses.
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-    except Exception:  # noqa: BLE001 - no executable, no permission, no processes left, ...
-        return None
-    try:
-        # Left open: the worker reads one line, and communicate() closes it later.
-        worker.stdin.write(job)  # type: ignore[union-attr]
-        worker.stdin.flush()  # type: ignore[union-attr]
-    except OSError:  # the worker exited already
-        _stop_worker(worker)
-        return None
-    return worker
-
-
-def _worker_result(worker: subprocess.Popen[bytes], deadline: float) -> _Part | None:
-    """What ``worker`` found, waiting for it until ``deadline`` (time.monotonic()); None when
-    it failed, refused its job or did not finish in time."""
-    import subprocess
-
-    try:
-        out, _err = worker.communicate(timeout=max(deadline - time.monotonic(), 0.05))
-    except (subprocess.TimeoutExpired, OSError, ValueError):
-        _stop_worker(worker)  # now: its CPU is better spent on this process reading its range
-        return None
-    if worker.returncode != 0:
-        return None
-    return _part_from_output(out)
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """End ``worker`` if it still runs, close its pipes and reap it."""
-    try:
-        if worker.poll() is None:
-            worker.kill()
-        worker.communicate()
-    except Exception:  # noqa: BLE001 - cleanup must not hide the summary or the real error
-        pass
-
-
-def _module_file() -> str:
-    return os.path.realpath(__file__)
-
-
-def _job_line(
-    path: str,
-    identity: tuple[int, int],
-    start: int,
-    end: int | None,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
-) -> bytes:
-    """A worker's job: what :func:`_summarize_range_worker` takes, as one line of JSON."""
-    job = {
-        "path": path,
-        "device": identity[0],
-        "inode": identity[1],
-        "start": start,
-        "end": end,
-        "by": SUMMARY_KEYS[kind],
-        "role": role,
-        "session": session,
-        "since": low.isoformat() if low is not None else None,
-        "until": high.isoformat() if high is not None else None,
-        "module": _module_file(),
-    }
-    return json.dumps(job).encode("ascii") + b"\n"
-
-
-def _run_job(line: bytes) -> bytes:
-    """In a worker process: the result line of the job ``line`` (see :func:`_job_line`).
-
-    Raises _ReplacedLogError when the log is not the caller's file any more, and
-    _WorkerMismatchError when the caller imported another copy of this module (whose reading
-    rules may differ).
-    """
-    job = json.loads(line)
-    if job["module"] != _module_file():
-        raise _WorkerMismatchError(job["module"])
-    low = datetime.fromisoformat(job["since"]) if job["since"] is not None else None
-    high = datetime.fromisoformat(job["until"]) if job["until"] is not None else None
-    groups, rows, skipped, skipped_lines, lines = _summarize_range_worker(
-        job["path"], (job["device"], job["inode"]), job["start"], job["end"],
-        SUMMARY_KEYS.index(job["by"]), job["role"], job["session"], low, high,
-    )
-    # json writes a float as its repr, which reads back as the very same float.
-    result = {"groups": groups, "rows": rows, "skipped": skipped,
-              "skipped_lines": skipped_lines, "lines": lines}
-    return json.dumps(result, separators=(",", ":")).encode("ascii") + b"\n"
-
-
-def _part_from_output(out: bytes) -> _Part | None:
-    """The part in the last line a worker wrote (see :func:`_run_job`); None when that line
-    is not one."""
-    try:
-        result = json.loads(out.rstrip().rpartition(b"\n")[2])
-        groups = result["groups"]
-        skipped_lines = result["skipped_lines"]
-        counts = (result["rows"], result["skipped"], result["lines"])
-    except (ValueError, RecursionError, TypeError, KeyError):
-        return None
-    if type(groups) is not dict or type(skipped_lines) is not list:
-        return None
-    if any(type(n) is not int for n in (*counts, *skipped_lines)):
-        return None
-    for acc in groups.values():
-        if (type(acc) is not list or len(acc) != 5 or type(acc[0]) is not float
-                or any(type(n) is not int for n in acc[1:])):
-            return None
-    return groups, counts[0], counts[1], skipped_lines, counts[2]
-
-
-# --------------------------------------------------------------------------- prices
-
-
-@dataclass(frozen=True)
-class _Rates:
-    """USD per token; None means "bill at the input (or output) rate"."""
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _family_rates(model: str) -> dict[str, float] | None:
-    name = model.lower()
-    best: str | None = None
-    for family in COST_PER_MILLION_TOKENS:
-        start = name.find(family)
-        while start >= 0:
-            if start == 0 or not name[start - 1].isalnum():
-                if best is None or len(family) > len(best):
-                    best = family
-                break
-            start = name.find(family, start + 1)
-    return COST_PER_MILLION_TOKENS[best] if best is not None else None
-
-
-def _rates(provider: str, model: str) -> _Rates:
-    provider = model_map.canonical_provider(provider)
-    if provider and model.startswith(provider + "/"):
-        model = model[len(provider) + 1 :]
-    prices = model_map.token_prices(provider, model)
-    if prices is not None:
-        info = model_map.model_info(provider, model) or {}
-        return _Rates(
-            input=prices[0],
-            output=prices[1],
-            cache_read=_number(info.get("cache_read_input_token_cost")),
-            cache_write=_number(info.get("cache_creation_input_token_cost")),
-            reasoning=_number(info.get("output_cost_per_reasoning_token")),
-        )
-    per_million = _family_rates(model) or DEFAULT_RATES
-    return _Rates(input=per_million["input"] / 1e6, output=per_million["output"] / 1e6)
-
-
-def estimate_cost(
-    provider: str,
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    reasoning_tokens: int = 0,
-    *,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-    input_cost_per_token: float | None = None,
-    output_cost_per_token: float | None = None,
-) -> float:
-    """Estimated USD cost of one call.
-
-    Prices, first found wins: the ``*_cost_per_token`` overrides (0 is a valid price), then
-    LiteLLM's price map (including its cache-read, cache-write and reasoning prices), then
-    the rough family table :data:`COST_PER_MILLION_TOKENS`, then :data:`DEFAULT_RATES`.
-    Provider ``google`` is LiteLLM's ``gemini``.
-
-    Token counts follow OpenAI's convention and every token is billed once:
-
-    * ``output_tokens`` already includes ``reasoning_tokens``; the reasoning part is billed
-      at the reasoning price when the map has one, the rest at the output price.
-    * ``cache_read_tokens`` and ``cache_write_tokens`` are parts of ``input_tokens``, billed
-      at the map's cache-read and cache-creation prices when it has them.
-
-    An input override also sets the price of cached tokens, an output override that of
-    reasoning tokens. Negative counts are taken as 0.
-    """
-    rates = _rates(provider, model)
-    in_rate = rates.input if input_cost_per_token is None else float(input_cost_per_token)
-    out_rate = rates.output if output_cost_per_token is None else float(output_cost_per_token)
-    cache_read_rate = in_rate if input_cost_per_token is not None else rates.cache_read
-    cache_write_rate = in_rate if input_cost_per_token is not None else rates.cache_write
-    reasoning_rate = out_rate if output_cost_per_token is not None else rates.reasoning
-
-    inp = max(input_tokens, 0)
-    out = max(output_tokens, 0)
-    cached = max(cache_read_tokens, 0)
-    written = max(cache_write_tokens, 0)
-    thinking = max(reasoning_tokens, 0)
-    uncached = max(inp - cached - written, 0)
-    visible = max(out - thinking, 0)
-    cost = (
-        uncached * in_rate
-        + cached * (in_rate if cache_read_rate is None else cache_read_rate)
-        + written * (in_rate if cache_write_rate is None else cache_write_rate)
-        + visible * out_rate
-        + thinking * (out_rate if reasoning_rate is None else reasoning_rate)
-    )
-    return cost
-
-
-# --------------------------------------------------------------------------- budgets
-
-
-def _money(amount: float) -> str:
-    text = f"{amount:.2f}"
-    return text if abs(float(text) - amount) < 1e-9 else f"{amount:.4f}"
-
-
-class BudgetTracker:
-    """Running spend per session, per UTC day and per (role, UTC day) from one cost log.
-
-    The first use reads the whole log; later uses read only what was appended since, so rows
-    written by other processes are counted without re-reading the file. A log that shrank or
-    was replaced is read again from the start. Thread-safe.
-    """
-
-    def __init__(self, log_path: str | os.PathLike[str] | None = None):
-        self.path = _resolve(log_path)
-        self._lock = threading.RLock()
-        self._offset = 0
-        self._identity: tuple[int, int] | None = None
-        self._session: dict[str, float] = {}
-        self._day: dict[str, float] = {}
-        self._role_day: dict[tuple[str, str], float] = {}
-        # Rows given to record() but not yet read from the file, and rows read from the file
-        # recently that no record() call has claimed: a row counts once whichever comes first.
-        self._recorded: dict[str, int] = {}
-        self._recent: deque[str] = deque(maxlen=_DEDUPE_WINDOW)
-
-    def record(self, entry: CostEntry) -> None:
-        """Count a row this process has just written (or failed to write) to the log.
-
-        The row is counted once even when it is also read from the log's new lines, as long
-        as fewer than 1024 rows were appended between its write and this call.
-        """
-        line = _row_line(entry)
-        with self._lock:
-            if line in self._recent:
-                self._recent.remove(line)
-                return
-            self._recorded[line] = self._recorded.get(line, 0) + 1
-            self._add(entry.timestamp, entry.role, entry.session_id, entry.estimated_cost_usd)
-
-    def refresh(self) -> None:
-        """Count the rows appended to the log since the last read."""
-        with self._lock:
-            self._read_new()
-
-    def session_spend(self, session_id: str) -> float:
-        """USD spent so far by one session."""
-        with self._lock:
-            self._read_new()
-            return self._session.get(session_id, 0.0)
-
-    def daily_spend(self, day: date | None = None) -> float:
-        """USD spent on a UTC day (default: today)."""
-        with self._lock:
-            self._read_new()
-            return self._day.get(_day_key(day), 0.0)
-
-    def role_daily_spend(self, role: str, day: date | None = None) -> float:
-        """USD spent by one role on a UTC day (default: today)."""
-        with self._lock:
-            self._read_new()
-            return self._role_day.get((role, _day_key(day)), 0.0)
-
-    def check(
-        self,
-        role: str,
-        session_id: str,
-        budget: BudgetSettings,
-        now: datetime | None = None,
-    ) -> None:
-        """Raise BudgetExceededError when a cap of ``budget`` is already reached.
-
-        Checked in order: the session cap, the daily cap, the role's daily cap; "today" is
-        the UTC day of ``now`` (default: the current time).
-        """
-        day = _as_utc(now or datetime.now(_UTC)).date().isoformat()
-        with self._lock:
-            self._read_new()
-            session_spent = self._session.get(session_id, 0.0)
-            day_spent = self._day.get(day, 0.0)
-            role_spent = self._role_day.get((role, day), 0.0)
-        cap = budget.session_usd
-        if cap is not None and session_spent >= cap:
-            raise BudgetExceededError(
-                f"Budget exceeded: session {session_id!r} has spent ${session_spent:.4f} of "
-                f"its ${_money(cap)} cap (settings.budget.session_usd)",
-                scope="session", spent=session_spent, cap=cap,
-            )
-        cap = budget.daily_usd
-        if cap is not None and day_spent >= cap:
-            raise BudgetExceededError(
-                f"Budget exceeded: ${day_spent:.4f} spent today ({day} UTC) of the "
-                f"${_money(cap)} daily cap (settings.budget.daily_usd)",
-                scope="daily", spent=day_spent, cap=cap,
-            )
-        role_cap = (budget.role_daily_usd or {}).get(role)
-        if role_cap is not None and role_spent >= role_cap:
-            raise BudgetExceededError(
-                f"Budget exceeded: role {role!r} has spent ${role_spent:.4f} today ({day} UTC) "
-                f"of its ${_money(role_cap)} daily cap "
-                f"(settings.budget.role_daily_usd.{role})",
-                scope="role", spent=role_spent, cap=role_cap,
-            )
-
-    # -- internals (called with the lock held)
-
-    def _add(self, ts: str, role: str, session_id: str, cost: float) -> None:
-        self._session[session_id] = self._session.get(session_id, 0.0) + cost
-        day = _row_day(ts)
-        if day is not None:
-            self._day[day] = self._day.get(day, 0.0) + cost
-            key = (role, day)
-            self._role_day[key] = self._role_day.get(key, 0.0) + cost
-
-    def _reset(self) -> None:
-        self._offset = 0
-        self._identity = None
-        self._session.clear()
-        self._day.clear()
-        self._role_day.clear()
-        self._recorded.clear()
-        self._recent.clear()
-
-    def _read_new(self) -> None:
-        try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            if self._identity is not None:
-                self._reset()  # the log was removed: what it held is gone
-            return
-        with fh:
-            info = os.fstat(fh.fileno())
-            identity = (info.st_dev, info.st_ino)
-            if self._identity is not None and (
-                identity != self._identity or info.st_size < self._offset
-            ):
-                self._reset()
-            self._identity = identity
-            if info.st_size == self._offset:
-                return
-            fh.seek(self._offset)
-            pending = b""
-            while True:
-                block = fh.read(_BLOCK_SIZE)
-                if not block:
-                    break
-                data = pending + block if pending else block
-                end = data.rfind(b"\n")
-                if end < 0:
-                    pending = data
-                    if len(pending) > _MAX_LINE:  # never a row: step over it
-                        self._offset += len(pending)
-                        pending = b""
-                    continue
-                self._take_text(data[:end].decode("utf-8", "replace"))
-                self._offset += end + 1
-                pending = data[end + 1 :]
-            # An unterminated last line may still be being written: it is read next time.
-
-    def _take_text(self, text: str) -> None:
-        if self._recorded:  # some rows may be ones record() counted already: line by line
-            for line in text.split("\n"):
-                self._take(line)
-            return
-        for ts, role, cost, session in _parse_block(text, 1, _PassStats(), _BUDGET_FIELDS):
-            self._add(ts, role, session, float(cost))
-        self._recent.extend(text.rsplit("\n", _DEDUPE_WINDOW)[-_DEDUPE_WINDOW:])
-
-    def _take(self, line: str) -> None:
-        count = self._recorded.get(line)
-        if count:
-            if count == 1:
-                del self._recorded[line]
-            else:
-                self._recorded[line] = count - 1
-            return
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
-            return
-        core = _core(obj) if type(obj) is dict else None
-        if core is None:
-            return
-        self._recent.append(line)
-        self._add(core[0], core[1], core[8], core[7])
-
-
-def _day_key(day: date | None) -> str:
-    if day is None:
-        return datetime.now(_UTC).date().isoformat()
-    if isinstance(day, datetime):
-        return _as_utc(day).date().isoformat()
-    return day.isoformat()

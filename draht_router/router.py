@@ -24,6 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402 - must follow the cost-map default above
 
 from . import model_map  # noqa: E402
+from .budget import BudgetTracker  # noqa: E402
 from .callbacks import (  # noqa: E402
     LEDGER,
     CallContext,
@@ -40,14 +41,7 @@ from .config import (  # noqa: E402
     load_config,
     read_config_file,  # noqa: E402
 )
-from .cost import (  # noqa: E402  # noqa: E402
-    BudgetTracker,
-    CostEntry,
-    default_log_path,
-    estimate_cost,
-    now_timestamp,
-    safe_log_cost,
-)
+from .cost import CostEntry, default_log_path, now_timestamp, safe_log_cost  # noqa: E402
 from .errors import BudgetExceededError, UnknownRoleError  # noqa: E402
 from .log import get_logger, quiet_litellm  # noqa: E402
 from .policy import (  # noqa: E402
@@ -58,6 +52,7 @@ from .policy import (  # noqa: E402
     retry_after_seconds,
     status_of,  # noqa: E402
 )
+from .pricing import estimate_cost  # noqa: E402
 from .roles import explain_role  # noqa: E402
 from .streaming import (  # noqa: E402  # noqa: E402
     RoutedStream,

@@ -16,16 +16,13 @@ from pathlib import Path
 import pytest
 import structlog
 
-from draht_router import cost, model_map
+from draht_router import cost, cost_workers, model_map
+from draht_router.budget import BudgetTracker
 from draht_router.config import BudgetSettings
 from draht_router.cost import (
-    COST_PER_MILLION_TOKENS,
-    DEFAULT_RATES,
-    BudgetTracker,
     CostEntry,
     CostSummary,
     default_log_path,
-    estimate_cost,
     get_role_costs,
     get_session_costs,
     log_cost,
@@ -37,6 +34,7 @@ from draht_router.cost import (
     write_failures,
 )
 from draht_router.errors import BudgetExceededError
+from draht_router.pricing import COST_PER_MILLION_TOKENS, DEFAULT_RATES, estimate_cost
 
 TS_ROW = (
     '{"timestamp":"2026-12-03T18:12:42.123Z","role":"implement","provider":"anthropic",'
@@ -554,8 +552,8 @@ def _varied_lines(count: int) -> list[str]:
 def _single(monkeypatch, *args, **kwargs) -> CostSummary:
     """summarize() in this process alone."""
     with monkeypatch.context() as patch:
-        patch.setattr(cost, "_PARALLEL_MIN_BYTES", 1 << 62)
-        patch.delenv(cost.PARALLEL_MIN_BYTES_ENV, raising=False)
+        patch.setattr(cost_workers, "_PARALLEL_MIN_BYTES", 1 << 62)
+        patch.delenv(cost_workers.PARALLEL_MIN_BYTES_ENV, raising=False)
         return summarize(*args, **kwargs)
 
 
@@ -575,16 +573,16 @@ def parallel(monkeypatch) -> list[int | None]:
     """Makes summarize() split every log among up to 4 processes; lists the ranges of each
     call (None: it read the log alone)."""
     used: list[int | None] = []
-    real = cost._summarize_parallel
+    real = cost_workers.summarize_parallel
 
     def spy(*args):
         parts = real(*args)
         used.append(None if parts is None else len(parts))
         return parts
 
-    monkeypatch.setattr(cost, "_summarize_parallel", spy)
-    monkeypatch.setenv(cost.PARALLEL_MIN_BYTES_ENV, "0")
-    monkeypatch.setattr(cost, "_cpu_count", lambda: 4)
+    monkeypatch.setattr(cost_workers, "summarize_parallel", spy)
+    monkeypatch.setenv(cost_workers.PARALLEL_MIN_BYTES_ENV, "0")
+    monkeypatch.setattr(cost_workers, "cpu_count", lambda: 4)
     return used
 
 
@@ -593,7 +591,7 @@ def test_parallel_summary_equals_single_process_one(tmp_path, monkeypatch, paral
     lines = _varied_lines(480)
     write_lines(path, *lines)
     with open(path, "rb") as fh:
-        ranges = cost._split_ranges(fh, path.stat().st_size, 4)
+        ranges = cost_workers.split_ranges(fh, path.stat().st_size, 4)
     assert len(ranges) == 4
     # Corrupt the last line before and the first line after each range boundary, keeping
     # every byte offset (so the ranges) as it was.
@@ -608,7 +606,7 @@ def test_parallel_summary_equals_single_process_one(tmp_path, monkeypatch, paral
             lines[i] = "#" * max(len(lines[i]), 1)
     path.write_text("".join(line + "\n" for line in lines) + TS_ROW[:50])  # a cut-off last row
     with open(path, "rb") as fh:
-        assert cost._split_ranges(fh, path.stat().st_size, 4) == ranges
+        assert cost_workers.split_ranges(fh, path.stat().st_size, 4) == ranges
 
     calls = [
         ("role", {}), ("model", {}), ("session", {}), ("day", {}),
@@ -653,20 +651,20 @@ def test_worker_result_is_the_in_process_part_exactly(tmp_path):
     write_lines(path, *_varied_lines(200), json.dumps({**json.loads(TS_ROW),
                 "role": "r\u00e9le \ud83d\ude00", "estimatedCostUsd": 0.1 + 0.2}))
     info = path.stat()
-    command = cost._worker_command()
-    assert command is not None and command[-2:] == ["-m", "draht_router._summary_worker"]
+    command = cost_workers.worker_command()
+    assert command is not None and command[-2:] == ["-m", "draht_router.cost_workers"]
     filters = (1, None, None, datetime(2026, 12, 2, 0, 0, 0, 250, tzinfo=UTC), None)
     with open(path, "rb") as fh:
-        start = cost._split_ranges(fh, info.st_size, 2)[1][0]
+        start = cost_workers.split_ranges(fh, info.st_size, 2)[1][0]
         want = cost._summarize_range(fh, start, None, *filters)
         whole = cost._summarize_range(fh, 0, None, 0, None, None, None, None)
     assert want[2] > 0  # some skipped lines, numbered from the range's first line
     jobs = [(start, None, *filters), (0, None, 0, None, None, None, None)]
-    workers = [cost._start_worker(command, cost._job_line(
+    workers = [cost_workers.start_worker(command, cost_workers.job_line(
         str(path), (info.st_dev, info.st_ino), *job)) for job in jobs]
-    got = [cost._worker_result(worker, time.monotonic() + 30) for worker in workers]
+    got = [cost_workers.worker_result(worker, time.monotonic() + 30) for worker in workers]
     for worker in workers:
-        cost._stop_worker(worker)
+        cost_workers.stop_worker(worker)
     assert got == [want, whole]
     assert [acc[0].hex() for acc in got[1][0].values()] == [
         acc[0].hex() for acc in whole[0].values()]
@@ -694,13 +692,13 @@ def test_parallel_summary_reads_a_failed_workers_range_itself(
         python.chmod(0o644)
         monkeypatch.setattr(sys, "executable", str(python))
     else:
-        monkeypatch.setattr(cost, "_worker_command", lambda: commands[how])
-    monkeypatch.setattr(cost, "_WORKER_WAIT_SECONDS", 0.3)
+        monkeypatch.setattr(cost_workers, "worker_command", lambda: commands[how])
+    monkeypatch.setattr(cost_workers, "_WORKER_WAIT_SECONDS", 0.3)
     started, results = [], []
-    start_worker, worker_result = cost._start_worker, cost._worker_result
-    monkeypatch.setattr(cost, "_start_worker", lambda *a: started.append(start_worker(*a))
+    start_worker, worker_result = cost_workers.start_worker, cost_workers.worker_result
+    monkeypatch.setattr(cost_workers, "start_worker", lambda *a: started.append(start_worker(*a))
                         or started[-1])
-    monkeypatch.setattr(cost, "_worker_result", lambda *a: results.append(worker_result(*a))
+    monkeypatch.setattr(cost_workers, "worker_result", lambda *a: results.append(worker_result(*a))
                         or results[-1])
     got = summarize("session", since="2026-12-02", log_path=path)
     assert_same_summary(got, want)
@@ -731,24 +729,24 @@ def test_parallel_worker_refuses_a_replaced_log(tmp_path, monkeypatch, parallel)
     path = tmp_path / "log.jsonl"
     write_lines(path, *_varied_lines(40))
     info = path.stat()
-    rows = cost._summarize_range_worker(
+    rows = cost_workers.summarize_range_worker(
         str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None)
     assert rows == cost._summarize_range(open(path, "rb"), 0, None, 0, None, None, None, None)
-    with pytest.raises(cost._ReplacedLogError):
-        cost._summarize_range_worker(
+    with pytest.raises(cost_workers.ReplacedLogError):
+        cost_workers.summarize_range_worker(
             str(path), (info.st_dev, info.st_ino + 1), 0, None, 0, None, None, None, None)
 
     # A worker that finds another file at the path refuses its job, and summarize() reads
     # that range itself.
-    real_job_line = cost._job_line
+    real_job_line = cost_workers.job_line
 
     def replaced(path, identity, *rest):
         return real_job_line(path, (identity[0], identity[1] + 1), *rest)
 
-    monkeypatch.setattr(cost, "_job_line", replaced)
-    worker = cost._start_worker(cost._worker_command(), replaced(
+    monkeypatch.setattr(cost_workers, "job_line", replaced)
+    worker = cost_workers.start_worker(cost_workers.worker_command(), replaced(
         str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None))
-    assert cost._worker_result(worker, time.monotonic() + 30) is None
+    assert cost_workers.worker_result(worker, time.monotonic() + 30) is None
     assert worker.returncode == 3
     assert_same_summary(summarize("role", log_path=path), _single(monkeypatch, "role",
                                                                    log_path=path))
@@ -756,25 +754,25 @@ def test_parallel_worker_refuses_a_replaced_log(tmp_path, monkeypatch, parallel)
 
 
 def test_parallel_min_bytes_knob(monkeypatch):
-    monkeypatch.delenv(cost.PARALLEL_MIN_BYTES_ENV, raising=False)
-    assert cost._parallel_min_bytes() == 64 << 20
+    monkeypatch.delenv(cost_workers.PARALLEL_MIN_BYTES_ENV, raising=False)
+    assert cost_workers.parallel_min_bytes() == 64 << 20
     for value, want in [("0", 0), (" 1048576 ", 1 << 20), ("-1", 64 << 20), ("1e6", 64 << 20),
                         ("", 64 << 20)]:
-        monkeypatch.setenv(cost.PARALLEL_MIN_BYTES_ENV, value)
-        assert cost._parallel_min_bytes() == want
+        monkeypatch.setenv(cost_workers.PARALLEL_MIN_BYTES_ENV, value)
+        assert cost_workers.parallel_min_bytes() == want
 
 
 _UNGUARDED_SCRIPT = """
 import json, sys
-from draht_router import cost
+from draht_router import cost, cost_workers
 
 # Top-level code with no __main__ guard: a worker that imported this file would run it again.
 with open(sys.argv[1], "a") as marker:
     marker.write("ran\\n")
-cost._cpu_count = lambda: 4
+cost_workers.cpu_count = lambda: 4
 split = []
-real = cost._summarize_parallel
-cost._summarize_parallel = lambda *args: split.append(real(*args)) or split[-1]
+real = cost_workers.summarize_parallel
+cost_workers.summarize_parallel = lambda *args: split.append(real(*args)) or split[-1]
 summary = cost.summarize("model", log_path=sys.argv[2])
 print(json.dumps([len(split[0]), dict(summary), summary.rows, summary.skipped_lines]))
 """
@@ -786,7 +784,7 @@ def test_parallel_summary_never_runs_the_callers_main_module_again(tmp_path, mon
     script = tmp_path / "unguarded.py"
     script.write_text(_UNGUARDED_SCRIPT)
     marker = tmp_path / "marker.txt"
-    env = {**os.environ, cost.PARALLEL_MIN_BYTES_ENV: "0"}
+    env = {**os.environ, cost_workers.PARALLEL_MIN_BYTES_ENV: "0"}
     done = subprocess.run([sys.executable, str(script), str(marker), str(log)], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     assert marker.read_text() == "ran\n"
@@ -797,7 +795,7 @@ def test_parallel_summary_never_runs_the_callers_main_module_again(tmp_path, mon
 
 
 def test_summary_worker_imports_neither_litellm_nor_structlog():
-    code = ("import sys, draht_router._summary_worker; "
+    code = ("import sys, draht_router.cost_workers; "
             "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
