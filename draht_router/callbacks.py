@@ -56,7 +56,8 @@ class _Ledger:
         self.lock = threading.Lock()
         self.pending: dict[str, CallContext] = {}
         self.written: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.default_log_path: Path | None = None
+        # settings.cost_log of the newest router, for calls made outside any router
+        self.cost_log_setting: str | None = None
 
     def expect(self, call_id: str, context: CallContext) -> None:
         with self.lock:
@@ -222,7 +223,7 @@ def _context_for_foreign_call(kwargs: dict[str, Any]) -> CallContext:
     group = metadata.get("model_group") if isinstance(metadata, dict) else None
     role = group if isinstance(group, str) and group in BUILT_IN_ROLES else "direct"
     session = metadata.get("session_id") if isinstance(metadata, dict) else None
-    log_path = LEDGER.default_log_path or default_log_path(None)
+    log_path = default_log_path(LEDGER.cost_log_setting)
     return CallContext(role=role, session_id=session or process_session_id(), log_path=log_path)
 
 

@@ -304,12 +304,28 @@ class ModelRouter:
     ):
         self.config = _coerce_config(config)
         self.session_id = session_id
-        self.log_path = default_log_path(self.config.settings.cost_log)
         self.circuit = CircuitBreaker()
-        self.budget = BudgetTracker(self.log_path) if self.config.settings.budget else None
+        self._budgets: dict[Path, BudgetTracker] = {}
         quiet_litellm()
         register_cost_callback()
-        LEDGER.default_log_path = self.log_path
+        LEDGER.cost_log_setting = self.config.settings.cost_log
+
+    @property
+    def log_path(self) -> Path:
+        """Where this router's cost rows go. Read per call, so ``DRAHT_COST_LOG`` and the
+        working directory apply as they are when the call is made."""
+        return default_log_path(self.config.settings.cost_log)
+
+    @property
+    def budget(self) -> BudgetTracker | None:
+        """Running spend totals of the current cost log; None when no budget is configured."""
+        if not self.config.settings.budget:
+            return None
+        path = self.log_path
+        tracker = self._budgets.get(path)
+        if tracker is None:
+            tracker = self._budgets.setdefault(path, BudgetTracker(path))
+        return tracker
 
     # ----------------------------------------------------------------- resolution
     @property
@@ -356,10 +372,11 @@ class ModelRouter:
 
     def _chain_for(self, role: str, session: str, settings: Settings) -> list[ModelRef]:
         chain = self.resolve_with_fallbacks(role)
-        if self.budget is None or settings.budget is None:
+        budget = self.budget
+        if budget is None or settings.budget is None:
             return chain
         try:
-            self.budget.check(role, session, settings.budget)
+            budget.check(role, session, settings.budget)
         except BudgetExceededError as exc:
             if settings.on_budget != "downgrade":
                 raise
@@ -638,8 +655,9 @@ class ModelRouter:
 
     def _check_budget(self, role: str, session: str) -> None:
         budget = self.config.settings.budget
-        if self.budget is not None and budget is not None:
-            self.budget.check(role, session, budget)
+        tracker = self.budget
+        if tracker is not None and budget is not None:
+            tracker.check(role, session, budget)
 
     # ------------------------------------------------------ callers' own requests
     def route(self, role: str, fn: Callable[[ModelRef], T], *, messages: Any = None) -> T:
@@ -689,8 +707,9 @@ class ModelRouter:
             estimated_cost_usd=cost,
             session_id=self._session(session_id),
         )
-        if safe_log_cost(entry, self.log_path) and self.budget is not None:
-            self.budget.record(entry)
+        tracker = self.budget
+        if safe_log_cost(entry, self.log_path) and tracker is not None:
+            tracker.record(entry)
         return entry
 
     # ------------------------------------------------------------ LiteLLM Router

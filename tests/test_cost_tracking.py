@@ -272,3 +272,13 @@ def test_rate_limited_then_fallback_row_has_session(stub, cost_log):
     router.completion(role="implement", messages=MESSAGES)
     rows = read_rows(cost_log)
     assert len(rows) == 1 and rows[0]["sessionId"] == "rl" and rows[0]["model"] == "backup"
+
+
+def test_log_path_is_resolved_when_the_call_is_made(stub, tmp_path, monkeypatch):
+    router = make_router(stub)  # built before the environment changes, like a default router
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    monkeypatch.setenv("DRAHT_COST_LOG", str(first))
+    router.completion(role="implement", messages=MESSAGES)
+    monkeypatch.setenv("DRAHT_COST_LOG", str(second))
+    router.completion(role="implement", messages=MESSAGES)
+    assert len(read_rows(first)) == 1 and len(read_rows(second)) == 1
