@@ -71,7 +71,23 @@ def _print_table(
 # --------------------------------------------------------------------------- the group
 
 
+class _Commands(click.Group):
+    """The command group; ``batch`` is imported only when it is used or listed, so the
+    other commands do not pay for its imports (asyncio, signal handling)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "batch"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "batch":
+            from .batch_cli import batch_command
+
+            return batch_command
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
@@ -613,12 +629,6 @@ def export_litellm_proxy(output: str | None) -> None:
 
 # --------------------------------------------------------------------------- batch
 
-try:  # batch_cli imports only click at import time, so registering it costs nothing
-    from .batch_cli import batch_command
-
-    cli.add_command(batch_command, "batch")
-except ImportError:
-    pass
 
 
 # --------------------------------------------------------------------------- entry point
