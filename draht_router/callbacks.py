@@ -89,39 +89,25 @@ class _Ledger:
 LEDGER = _Ledger()
 
 
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` or ``obj.name``: LiteLLM hands usage over as objects or as dicts."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def _usage_numbers(usage: Any) -> dict[str, int]:
     def num(obj: Any, name: str) -> int:
-        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        value = _field(obj, name) if obj is not None else None
         return int(value) if isinstance(value, (int, float)) else 0
 
-    if usage is None:
-        return {"input": 0, "output": 0, "reasoning": 0, "cache_read": 0, "cache_write": 0}
-    details_out = (
-        usage.get("completion_tokens_details")
-        if isinstance(usage, dict)
-        else getattr(usage, "completion_tokens_details", None)
-    )
-    details_in = (
-        usage.get("prompt_tokens_details")
-        if isinstance(usage, dict)
-        else getattr(usage, "prompt_tokens_details", None)
-    )
-    cache_read = num(usage, "cache_read_input_tokens") or (
-        num(details_in, "cached_tokens") if details_in is not None else 0
-    )
+    details_in = _field(usage, "prompt_tokens_details") if usage is not None else None
+    details_out = _field(usage, "completion_tokens_details") if usage is not None else None
     return {
         "input": num(usage, "prompt_tokens"),
         "output": num(usage, "completion_tokens"),
-        "reasoning": num(details_out, "reasoning_tokens") if details_out is not None else 0,
-        "cache_read": cache_read,
+        "reasoning": num(details_out, "reasoning_tokens"),
+        "cache_read": num(usage, "cache_read_input_tokens") or num(details_in, "cached_tokens"),
         "cache_write": num(usage, "cache_creation_input_tokens"),
     }
-
-
-def _usage_of(response: Any) -> Any:
-    if isinstance(response, dict):
-        return response.get("usage")
-    return getattr(response, "usage", None)
 
 
 def build_entry(
@@ -134,21 +120,12 @@ def build_entry(
     latency_ms: int | None,
 ) -> CostEntry:
     """The cost row for a successful call."""
-    tokens = _usage_numbers(_usage_of(response))
+    tokens = _usage_numbers(_field(response, "usage"))
     ref = context.ref
-    if ref is not None and ref.has_own_prices:
-        cost = estimate_cost(
-            provider,
-            model,
-            tokens["input"],
-            tokens["output"],
-            tokens["reasoning"],
-            input_cost_per_token=ref.params.get("input_cost_per_token"),
-            output_cost_per_token=ref.params.get("output_cost_per_token"),
-        )
-    elif litellm_cost is not None:
+    own_prices = ref.params if ref is not None and ref.has_own_prices else None
+    if own_prices is None and litellm_cost is not None:
         cost = float(litellm_cost)
-    else:
+    else:  # the entry's own prices win; a model LiteLLM does not price: our tables
         cost = estimate_cost(
             provider,
             model,
@@ -157,6 +134,8 @@ def build_entry(
             tokens["reasoning"],
             cache_read_tokens=tokens["cache_read"],
             cache_write_tokens=tokens["cache_write"],
+            input_cost_per_token=own_prices.get("input_cost_per_token") if own_prices else None,
+            output_cost_per_token=own_prices.get("output_cost_per_token") if own_prices else None,
         )
     return CostEntry(
         timestamp=now_timestamp(),

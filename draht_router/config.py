@@ -220,6 +220,25 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
 }
 
+# Servers that usually run on the user's machine and serve whatever was pulled or deployed
+# there; they need no API key (the CLI's `test` and `export` rely on this too).
+LOCAL_PROVIDERS: frozenset[str] = frozenset(
+    {
+        "ollama",
+        "ollama_chat",
+        "hosted_vllm",
+        "vllm",
+        "lm_studio",
+        "llamafile",
+        "xinference",
+        "oobabooga",
+        "lemonade",
+        "docker_model_runner",
+        "triton",
+        "petals",
+    }
+)
+
 # Providers whose model names are not checked against LiteLLM's model map. The map lists models
 # of hosted APIs only, so a check would reject legitimate names for:
 #   - local and self-hosted servers, which serve whatever the user pulled or deployed;
@@ -229,34 +248,20 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # nothing to check against. Every other provider's models must be in the map, unless the entry
 # sets its own endpoint (``api_base``/``base_url``) or its own prices, which marks it as a model
 # the user runs or prices themselves.
-OPEN_MODEL_PROVIDERS: frozenset[str] = frozenset(
-    {
-        # local / self-hosted servers
-        "ollama",
-        "ollama_chat",
-        "hosted_vllm",
-        "vllm",
-        "openai_like",
-        "lm_studio",
-        "llamafile",
-        "xinference",
-        "oobabooga",
-        "lemonade",
-        "docker_model_runner",
-        "triton",
-        "petals",
-        "custom",
-        "custom_openai",
-        # gateways and proxies
-        "openrouter",
-        "litellm_proxy",
-        "huggingface",
-        # deployment-named
-        "azure",
-        "sagemaker",
-        "sagemaker_chat",
-    }
-)
+OPEN_MODEL_PROVIDERS: frozenset[str] = LOCAL_PROVIDERS | {
+    # other self-hosted endpoints
+    "openai_like",
+    "custom",
+    "custom_openai",
+    # gateways and proxies
+    "openrouter",
+    "litellm_proxy",
+    "huggingface",
+    # deployment-named
+    "azure",
+    "sagemaker",
+    "sagemaker_chat",
+}
 
 _TOP_LEVEL_KEYS = ("roles", "task_types", "settings")
 _ROLE_KEYS = ("primary", "fallbacks")

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from math import isfinite
@@ -514,6 +514,12 @@ def _iter_rows(
         stats.lines += lines
 
 
+def _either(get: Callable[[str], Any], camel: str, snake: str) -> Any:
+    """A row's value under its camelCase key, else under its snake_case key."""
+    value = get(camel)
+    return get(snake) if value is None else value
+
+
 def _core(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, int, int, float, str] | None:
     """(timestamp, role, provider, model, input, output, reasoning, cost, session) of a row.
 
@@ -524,23 +530,13 @@ def _core(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, int, int, fl
     role = get("role")
     provider = get("provider")
     model = get("model")
-    inp = get("inputTokens")
-    if inp is None:
-        inp = get("input_tokens")
-    out = get("outputTokens")
-    if out is None:
-        out = get("output_tokens")
-    cost = get("estimatedCostUsd")
-    if cost is None:
-        cost = get("estimated_cost_usd")
-    session = get("sessionId")
-    if session is None:
-        session = get("session_id")
-    reasoning = get("reasoningTokens")
+    inp = _either(get, "inputTokens", "input_tokens")
+    out = _either(get, "outputTokens", "output_tokens")
+    cost = _either(get, "estimatedCostUsd", "estimated_cost_usd")
+    session = _either(get, "sessionId", "session_id")
+    reasoning = _either(get, "reasoningTokens", "reasoning_tokens")
     if reasoning is None:
-        reasoning = get("reasoning_tokens")
-        if reasoning is None:
-            reasoning = 0
+        reasoning = 0
     if (type(ts) is not str or type(role) is not str or type(provider) is not str
             or type(model) is not str or type(session) is not str):
         return None

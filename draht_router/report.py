@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from .config import ENV_REF_PREFIX, ModelRef, RouterConfig, config_paths, load_config
+from .config import (
+    ENV_REF_PREFIX,
+    LOCAL_PROVIDERS,
+    ModelRef,
+    RouterConfig,
+    config_paths,
+    load_config,
+)
 from .cost import LOG_PATH_ENV, default_log_path, summarize
 from .errors import UnsafePathError
 from .roles import explain_role
@@ -90,24 +97,6 @@ CREDENTIAL_ENV: dict[str, tuple[str, ...]] = {
     "sagemaker": ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_ROLE_NAME"),
     "vertex_ai": ("GOOGLE_APPLICATION_CREDENTIALS", "VERTEXAI_CREDENTIALS"),
 }
-
-# Servers that usually run on the user's machine and need no key.
-LOCAL_PROVIDERS: frozenset[str] = frozenset(
-    {
-        "ollama",
-        "ollama_chat",
-        "lm_studio",
-        "llamafile",
-        "hosted_vllm",
-        "vllm",
-        "xinference",
-        "oobabooga",
-        "lemonade",
-        "docker_model_runner",
-        "triton",
-        "petals",
-    }
-)
 
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal")
 

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
 
@@ -47,6 +47,13 @@ def _fault_for(received: int, waited: float | None, model: str) -> StreamFault:
     if received == 0:
         return StreamFault(f"no first token from {model} within {waited}s")
     return StreamFault(f"stream from {model} stalled: no chunk for {waited}s after {received}")
+
+
+def _raise_broken(exc: BaseException, received: int, model: str) -> NoReturn:
+    """Re-raise a provider error; once chunks have arrived it is a broken stream."""
+    if not received:
+        raise exc
+    raise StreamFault(f"stream from {model} broke after {received} chunks", exc) from exc
 
 
 def _close_quietly(stream: Any) -> None:
@@ -88,9 +95,7 @@ def iterate_with_deadlines(
         if item is _END:
             return
         if isinstance(item, BaseException):
-            if received:
-                raise StreamFault(f"stream from {model} broke after {received} chunks", item)
-            raise item
+            _raise_broken(item, received, model)
         received += 1
         yield item
 
@@ -103,10 +108,7 @@ def _mark_mid_stream_errors(chunks: Iterator[Any], model: str) -> Iterator[Any]:
         except StopIteration:
             return
         except Exception as exc:
-            if received:
-                fault = StreamFault(f"stream from {model} broke after {received} chunks", exc)
-                raise fault from exc
-            raise
+            _raise_broken(exc, received, model)
         received += 1
         yield item
 
@@ -127,10 +129,7 @@ async def aiterate_with_deadlines(
             await _aclose_quietly(stream)
             raise _fault_for(received, wait, model) from None
         except Exception as exc:
-            if received:
-                fault = StreamFault(f"stream from {model} broke after {received} chunks", exc)
-                raise fault from exc
-            raise
+            _raise_broken(exc, received, model)
         received += 1
         yield item
 
