@@ -236,12 +236,15 @@ class _LiveTap:
 
 @dataclass(frozen=True)
 class _Plan:
-    """A call's target, session, effective settings and chain walk (None: a direct call)."""
+    """A call's target, session, effective settings and chain walk (None: a direct call),
+    and where its cost row goes."""
 
     target: _Target
     session: str
     settings: Settings
     run: _ChainRun | None
+    log_path: Path
+    budget: BudgetTracker | None
 
 
 def _raise_final(exc: BaseException, ref: ModelRef, role: str) -> NoReturn:
@@ -319,9 +322,11 @@ class ModelRouter:
     @property
     def budget(self) -> BudgetTracker | None:
         """Running spend totals of the current cost log; None when no budget is configured."""
+        return self._budget_for(self.log_path)
+
+    def _budget_for(self, path: Path) -> BudgetTracker | None:
         if not self.config.settings.budget:
             return None
-        path = self.log_path
         tracker = self._budgets.get(path)
         if tracker is None:
             tracker = self._budgets.setdefault(path, BudgetTracker(path))
@@ -370,9 +375,10 @@ class ModelRouter:
     def _session(self, session_id: str | None) -> str:
         return session_id or self.session_id or process_session_id()
 
-    def _chain_for(self, role: str, session: str, settings: Settings) -> list[ModelRef]:
+    def _chain_for(
+        self, role: str, session: str, settings: Settings, budget: BudgetTracker | None
+    ) -> list[ModelRef]:
         chain = self.resolve_with_fallbacks(role)
-        budget = self.budget
         if budget is None or settings.budget is None:
             return chain
         try:
@@ -400,14 +406,19 @@ class ModelRouter:
             kwargs["messages"] = messages
         target = self._target(model, role, task_type)
         session = self._session(session_id)
+        log_path = self.log_path  # resolved once per call: env and cwd as they are now
+        budget = self._budget_for(log_path)
         if target.role is None:
-            return _Plan(target, session, self.config.settings, None)
+            settings = self.config.settings
+            if budget is not None and settings.budget is not None:
+                budget.check("direct", session, settings.budget)
+            return _Plan(target, session, settings, None, log_path, budget)
         settings = self._settings_for_call(kwargs)
-        chain = self._chain_for(target.role, session, settings)
+        chain = self._chain_for(target.role, session, settings, budget)
         get_logger().debug("route.selected", role=target.role, task_type=target.task_type,
                            chain=[str(r) for r in chain], reason=target.reason)
         run = _ChainRun(self, target.role, chain, settings, kwargs.get("messages"))
-        return _Plan(target, session, settings, run)
+        return _Plan(target, session, settings, run, log_path, budget)
 
     def _begin_attempt(self, plan: _Plan) -> CallContext:
         """Count the next attempt of ``plan`` and describe it for its cost row."""
@@ -417,12 +428,12 @@ class ModelRouter:
         return CallContext(
             role=plan.target.role,
             session_id=plan.session,
-            log_path=self.log_path,
+            log_path=plan.log_path,
             ref=run.current,
             task_type=plan.target.task_type,
             attempts=run.attempts,
             fallback_from=run.fallback_from,
-            budget=self.budget,
+            budget=plan.budget,
             started=time.monotonic(),
         )
 
@@ -454,7 +465,7 @@ class ModelRouter:
         """``litellm.completion`` routed by role; returns LiteLLM's own response objects."""
         plan = self._plan(model, messages, role, task_type, session_id, kwargs)
         if plan.run is None:
-            return self._direct(model or "", kwargs, plan.session)
+            return self._direct(model or "", kwargs, plan)
         run = plan.run
         while True:
             wait = run.take_wait()
@@ -547,7 +558,7 @@ class ModelRouter:
         """``litellm.acompletion`` routed by role; returns LiteLLM's own response objects."""
         plan = self._plan(model, messages, role, task_type, session_id, kwargs)
         if plan.run is None:
-            return await self._adirect(model or "", kwargs, plan.session)
+            return await self._adirect(model or "", kwargs, plan)
         run = plan.run
         while True:
             wait = run.take_wait()
@@ -612,15 +623,15 @@ class ModelRouter:
                             routing=_routing(context, ref))
 
     # -------------------------------------------------------------- direct calls
-    def _direct_context(self, session: str) -> CallContext:
-        return CallContext(role="direct", session_id=session, log_path=self.log_path,
-                           budget=self.budget, started=time.monotonic())
+    @staticmethod
+    def _direct_context(plan: _Plan) -> CallContext:
+        return CallContext(role="direct", session_id=plan.session, log_path=plan.log_path,
+                           budget=plan.budget, started=time.monotonic())
 
-    def _direct(self, model: str, kwargs: dict[str, Any], session: str) -> Any:
+    def _direct(self, model: str, kwargs: dict[str, Any], plan: _Plan) -> Any:
         """A plain ``litellm.completion`` (no chain), still logged with role ``direct``."""
-        self._check_budget("direct", session)
         call_id = uuid.uuid4().hex
-        context = self._direct_context(session)
+        context = self._direct_context(plan)
         LEDGER.expect(call_id, context)
         try:
             response = litellm.completion(model=model, litellm_call_id=call_id, **kwargs)
@@ -635,10 +646,9 @@ class ModelRouter:
         first = next(chunks, None)
         return self._live_stream(first, chunks, call_id, context, ref, kwargs)
 
-    async def _adirect(self, model: str, kwargs: dict[str, Any], session: str) -> Any:
-        self._check_budget("direct", session)
+    async def _adirect(self, model: str, kwargs: dict[str, Any], plan: _Plan) -> Any:
         call_id = uuid.uuid4().hex
-        context = self._direct_context(session)
+        context = self._direct_context(plan)
         LEDGER.expect(call_id, context)
         try:
             response = await litellm.acompletion(model=model, litellm_call_id=call_id, **kwargs)
@@ -652,12 +662,6 @@ class ModelRouter:
         chunks = aiterate_with_deadlines(response, StreamDeadlines(), str(ref))
         first = await anext(chunks, None)
         return self._alive_stream(first, chunks, call_id, context, ref, kwargs)
-
-    def _check_budget(self, role: str, session: str) -> None:
-        budget = self.config.settings.budget
-        tracker = self.budget
-        if tracker is not None and budget is not None:
-            tracker.check(role, session, budget)
 
     # ------------------------------------------------------ callers' own requests
     def route(self, role: str, fn: Callable[[ModelRef], T], *, messages: Any = None) -> T:
