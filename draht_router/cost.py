@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from math import isfinite
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 # Re-exported: these lived here before pricing.py existed, and callers import them from here.
 from draht_router.pricing import COST_PER_MILLION_TOKENS, DEFAULT_RATES, estimate_cost
@@ -801,7 +801,7 @@ def summarize(
     now = datetime.now(_UTC)
     low = parse_time_bound(since, now=now) if since is not None else None
     high = _until_bound(until, now) if until is not None else None
-    kind = SUMMARY_KEYS.index(by)
+    query = RowFilter(SUMMARY_KEYS.index(by), role, session, low, high)
     path = _resolve(log_path)
     try:
         fh = open(path, "rb")
@@ -813,8 +813,8 @@ def summarize(
         from draht_router import cost_workers
 
         with fh:
-            parts = cost_workers.summarize_parallel(fh, path, kind, role, session, low, high) or [
-                _summarize_range(fh, 0, None, kind, role, session, low, high)
+            parts = cost_workers.summarize_parallel(fh, path, query) or [
+                _summarize_range(fh, 0, None, query)
             ]
 
     groups: dict[str, list[Any]] = {}
@@ -847,27 +847,26 @@ def summarize(
     )
 
 
+class RowFilter(NamedTuple):
+    """What :func:`summarize` groups by (``kind`` indexes :data:`SUMMARY_KEYS`) and which rows
+    it keeps (None: no filter)."""
+
+    kind: int
+    role: str | None = None
+    session: str | None = None
+    low: datetime | None = None
+    high: datetime | None = None
+
+
 # What one range of the log adds up to: (group key -> [cost, input, output, reasoning, calls],
 # rows, skipped lines, the first 20 skipped line numbers counted from the range's first line,
 # lines in the range).
 _Part = tuple[dict[str, list[Any]], int, int, list[int], int]
 
 
-def _summarize_range(
-    fh: IO[bytes],
-    start: int,
-    end: int | None,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
-) -> _Part:
-    """The totals of bytes ``[start, end)`` of the log open as ``fh`` for :func:`summarize`.
-
-    ``kind`` indexes :data:`SUMMARY_KEYS`; ``role``, ``session``, ``low`` and ``high`` are
-    summarize's filters (None: no filter).
-    """
+def _summarize_range(fh: IO[bytes], start: int, end: int | None, query: RowFilter) -> _Part:
+    """The totals of bytes ``[start, end)`` of the log open as ``fh`` for :func:`summarize`."""
+    kind, role, session, low, high = query
     low_s = _format_timestamp(low) if low else None
     high_s = _format_timestamp(high) if high else None
     bounded = low is not None or high is not None

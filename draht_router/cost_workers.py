@@ -106,13 +106,7 @@ def split_ranges(fh: IO[bytes], size: int, count: int) -> list[tuple[int, int | 
 
 
 def summarize_parallel(
-    fh: IO[bytes],
-    path: Path,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
+    fh: IO[bytes], path: Path, query: cost.RowFilter
 ) -> list[cost._Part] | None:
     """The parts of a large log summarised by this process and worker processes, in file
     order; None when the log is small, there is one CPU or no worker process can start.
@@ -132,25 +126,24 @@ def summarize_parallel(
     ranges = split_ranges(fh, info.st_size, count)
     if len(ranges) < 2:
         return None
-    filters = (kind, role, session, low, high)
     # Absolute: a worker runs in another directory.
     where = os.path.abspath(path)
     identity = (info.st_dev, info.st_ino)
     workers: list[subprocess.Popen[bytes] | None] = []
     try:
         for start, end in ranges[1:]:
-            job = job_line(where, identity, start, end, *filters)
+            job = job_line(where, identity, start, end, query)
             workers.append(start_worker(command, job))
         # This process takes the first range while the workers start and read the others.
         began = time.monotonic()
-        parts = [cost._summarize_range(fh, ranges[0][0], ranges[0][1], *filters)]
+        parts = [cost._summarize_range(fh, ranges[0][0], ranges[0][1], query)]
         # The workers' ranges are as large as this one: one that takes several times as long
         # is stuck, and this process reads its range sooner than it would finish.
         done = time.monotonic()
         deadline = done + max(_WORKER_WAIT_SECONDS, 3 * (done - began))
         for worker, (start, end) in zip(workers, ranges[1:], strict=True):
             part = worker_result(worker, deadline) if worker is not None else None
-            parts.append(part or cost._summarize_range(fh, start, end, *filters))
+            parts.append(part or cost._summarize_range(fh, start, end, query))
         return parts
     finally:
         for worker in workers:
@@ -248,15 +241,7 @@ def _module_file() -> str:
 
 
 def job_line(
-    path: str,
-    identity: tuple[int, int],
-    start: int,
-    end: int | None,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
+    path: str, identity: tuple[int, int], start: int, end: int | None, query: cost.RowFilter
 ) -> bytes:
     """A worker's job: what :func:`summarize_range_worker` takes, as one line of JSON."""
     job = {
@@ -265,11 +250,11 @@ def job_line(
         "inode": identity[1],
         "start": start,
         "end": end,
-        "by": cost.SUMMARY_KEYS[kind],
-        "role": role,
-        "session": session,
-        "since": low.isoformat() if low is not None else None,
-        "until": high.isoformat() if high is not None else None,
+        "by": cost.SUMMARY_KEYS[query.kind],
+        "role": query.role,
+        "session": query.session,
+        "since": query.low.isoformat() if query.low is not None else None,
+        "until": query.high.isoformat() if query.high is not None else None,
         "module": _module_file(),
     }
     return json.dumps(job).encode("ascii") + b"\n"
@@ -319,9 +304,11 @@ def run_job(line: bytes) -> bytes:
         raise WorkerMismatchError(job["module"])
     low = datetime.fromisoformat(job["since"]) if job["since"] is not None else None
     high = datetime.fromisoformat(job["until"]) if job["until"] is not None else None
+    query = cost.RowFilter(
+        cost.SUMMARY_KEYS.index(job["by"]), job["role"], job["session"], low, high
+    )
     groups, rows, skipped, skipped_lines, lines = summarize_range_worker(
-        job["path"], (job["device"], job["inode"]), job["start"], job["end"],
-        cost.SUMMARY_KEYS.index(job["by"]), job["role"], job["session"], low, high,
+        job["path"], (job["device"], job["inode"]), job["start"], job["end"], query
     )
     # json writes a float as its repr, which reads back as the very same float.
     result = {"groups": groups, "rows": rows, "skipped": skipped,
@@ -330,15 +317,7 @@ def run_job(line: bytes) -> bytes:
 
 
 def summarize_range_worker(
-    path: str,
-    identity: tuple[int, int],
-    start: int,
-    end: int | None,
-    kind: int,
-    role: str | None,
-    session: str | None,
-    low: datetime | None,
-    high: datetime | None,
+    path: str, identity: tuple[int, int], start: int, end: int | None, query: cost.RowFilter
 ) -> cost._Part:
     """:func:`draht_router.cost._summarize_range` run in a worker process on the log at
     ``path``.
@@ -349,7 +328,7 @@ def summarize_range_worker(
         info = os.fstat(fh.fileno())
         if (info.st_dev, info.st_ino) != identity:  # rotated or replaced since the caller read it
             raise ReplacedLogError(path)
-        return cost._summarize_range(fh, start, end, kind, role, session, low, high)
+        return cost._summarize_range(fh, start, end, query)
 
 
 def main() -> int:

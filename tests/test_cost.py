@@ -653,13 +653,13 @@ def test_worker_result_is_the_in_process_part_exactly(tmp_path):
     info = path.stat()
     command = cost_workers.worker_command()
     assert command is not None and command[-2:] == ["-m", "draht_router.cost_workers"]
-    filters = (1, None, None, datetime(2026, 12, 2, 0, 0, 0, 250, tzinfo=UTC), None)
+    query = cost.RowFilter(1, None, None, datetime(2026, 12, 2, 0, 0, 0, 250, tzinfo=UTC), None)
     with open(path, "rb") as fh:
         start = cost_workers.split_ranges(fh, info.st_size, 2)[1][0]
-        want = cost._summarize_range(fh, start, None, *filters)
-        whole = cost._summarize_range(fh, 0, None, 0, None, None, None, None)
+        want = cost._summarize_range(fh, start, None, query)
+        whole = cost._summarize_range(fh, 0, None, cost.RowFilter(0))
     assert want[2] > 0  # some skipped lines, numbered from the range's first line
-    jobs = [(start, None, *filters), (0, None, 0, None, None, None, None)]
+    jobs = [(start, None, query), (0, None, cost.RowFilter(0))]
     workers = [cost_workers.start_worker(command, cost_workers.job_line(
         str(path), (info.st_dev, info.st_ino), *job)) for job in jobs]
     got = [cost_workers.worker_result(worker, time.monotonic() + 30) for worker in workers]
@@ -730,11 +730,11 @@ def test_parallel_worker_refuses_a_replaced_log(tmp_path, monkeypatch, parallel)
     write_lines(path, *_varied_lines(40))
     info = path.stat()
     rows = cost_workers.summarize_range_worker(
-        str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None)
-    assert rows == cost._summarize_range(open(path, "rb"), 0, None, 0, None, None, None, None)
+        str(path), (info.st_dev, info.st_ino), 0, None, cost.RowFilter(0))
+    assert rows == cost._summarize_range(open(path, "rb"), 0, None, cost.RowFilter(0))
     with pytest.raises(cost_workers.ReplacedLogError):
         cost_workers.summarize_range_worker(
-            str(path), (info.st_dev, info.st_ino + 1), 0, None, 0, None, None, None, None)
+            str(path), (info.st_dev, info.st_ino + 1), 0, None, cost.RowFilter(0))
 
     # A worker that finds another file at the path refuses its job, and summarize() reads
     # that range itself.
@@ -745,7 +745,7 @@ def test_parallel_worker_refuses_a_replaced_log(tmp_path, monkeypatch, parallel)
 
     monkeypatch.setattr(cost_workers, "job_line", replaced)
     worker = cost_workers.start_worker(cost_workers.worker_command(), replaced(
-        str(path), (info.st_dev, info.st_ino), 0, None, 0, None, None, None, None))
+        str(path), (info.st_dev, info.st_ino), 0, None, cost.RowFilter(0)))
     assert cost_workers.worker_result(worker, time.monotonic() + 30) is None
     assert worker.returncode == 3
     assert_same_summary(summarize("role", log_path=path), _single(monkeypatch, "role",
